@@ -1,0 +1,1 @@
+"""Dataset tools: synthetic generation, merge, convert and audit of YOLO datasets."""
