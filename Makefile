@@ -1,0 +1,42 @@
+# xray_exp — `make demo` and `make test` are the two set-up commands (README).
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+DEMO_STUDY ?= demo
+
+.PHONY: install demo test test-fast bench-overhead bench-synth bench-learnability bench-merge bench-pruning data-merged clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m xray_exp experiment=demo
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+bench-overhead: install
+	$(PY) scripts/bench_overhead.py
+
+bench-synth: install
+	$(PY) scripts/bench_synth.py
+
+bench-learnability: install
+	$(PY) scripts/bench_learnability.py
+
+bench-merge: install
+	$(PY) scripts/bench_merge.py
+
+data-merged: install
+	$(VENV)/bin/xray-exp data merge data/luggage_xray_yolo/data.yaml data/cargoxray_yolo/data.yaml --out data/merged_xray_yolo --yes
+
+clean:
+	rm -rf outputs/runs outputs/multirun outputs/sweeps

@@ -1,0 +1,41 @@
+"""`python -m xray_exp [overrides]`: compose conf/train.yaml with Hydra and train once (or sweep with -m)."""
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from xray_exp.errors import XrayExpError
+from xray_exp.settings import check_override_keys
+
+log = logging.getLogger("xray_exp")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def task(cfg: DictConfig) -> float:
+    """Hydra task: the return value is the objective a sweeper maximises."""
+    from xray_exp.train import train
+
+    hc = HydraConfig.get()
+    try:
+        return train(cfg, hc.runtime.output_dir).value
+    except XrayExpError as e:
+        if hc.mode == RunMode.MULTIRUN:
+            raise  # the sweeper records the job as failed and goes on
+        print(f"xray_exp: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main() -> None:
+    try:
+        check_override_keys([a for a in sys.argv[1:] if "=" in a and not a.startswith("-")])
+    except XrayExpError as e:
+        print(f"xray_exp: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    task()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""train(cfg): one composed config -> one Ultralytics training in the run folder -> metrics.json.
+
+The single training path of the project: the CLI, multiruns and the sweeper all come through here.
+"""
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from xray_exp import guards, settings
+from xray_exp.dataset import resolve_data_yaml
+from xray_exp.model import resolve_weights
+from xray_exp.monitor import EpochMonitor, objective_value, scaled
+from xray_exp.run_folder import write_metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    value: float            # the objective of best.pt (what a sweeper maximises)
+    record: dict[str, Any]  # what metrics.json holds
+    run_dir: Path
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> RunResult:
+    """Validate, train and summarise one run into `run_dir` (Ultralytics' save_dir)."""
+    run_dir = Path(run_dir).resolve()
+    kwargs = settings.train_kwargs(cfg)
+    weights = resolve_weights(cfg.model)
+    data_yaml = resolve_data_yaml(cfg.dataset)
+    findings = guards.find(kwargs, data_yaml)
+    for line in findings:
+        log.warning(f"guard: {line}")
+    guards.enforce(findings, cfg.guards.strict)
+
+    from ultralytics import YOLO  # after xray_exp set the offline environment
+
+    from xray_exp.trainer import trainer_for
+
+    monitor = EpochMonitor(
+        objective=cfg.objective, epochs=cfg.epochs, prune=_prune_hook(cfg),
+        milestones=scaled(cfg.monitor.milestones, cfg.epochs, cfg.monitor.reference_epochs, cfg.monitor.scale_to_epochs),
+        gates=scaled(cfg.monitor.gates, cfg.epochs, cfg.monitor.reference_epochs, cfg.monitor.scale_to_epochs))
+    model = YOLO(cfg.model.arch)
+    monitor.register(model)
+    resolved: dict[str, Any] = {}
+    model.add_callback("on_train_start", lambda trainer: resolved.update(_resolved_optimizer(trainer)))
+
+    base = {"objective": cfg.objective, "ignored": findings, "data": str(data_yaml),
+            "weights": str(weights) if weights else None, "versions": _versions()}
+    started = time.perf_counter()
+    try:
+        model.train(trainer=trainer_for(cfg.objective), data=str(data_yaml), save_dir=str(run_dir),
+                    exist_ok=True, pretrained=str(weights) if weights else False, **kwargs)
+    except Exception as e:
+        write_metrics(run_dir, {**base, "value": None, "stop_reason": "failed", "error": f"{type(e).__name__}: {e}",
+                                "epochs_completed": len(monitor.history), "resolved": resolved,
+                                "wall_s": round(time.perf_counter() - started, 2)})
+        raise
+    wall = time.perf_counter() - started
+
+    trainer = model.trainer
+    final = monitor.final_metrics or dict(trainer.metrics)
+    box = trainer.validator.metrics.box  # after final_eval: best.pt on the val split
+    value = objective_value(cfg.objective, final, trainer.validator.metrics.fitness)
+    names = trainer.validator.metrics.names
+    history = monitor.history
+    best_epoch = max(range(len(history)), key=lambda i: (history[i], i)) + 1 if history else None
+    stop_reason = monitor.stop_reason or ("completed" if len(history) >= cfg.epochs else "patience")
+    if not math.isfinite(value):
+        stop_reason = "nan"
+    record = {
+        **base, "value": value,
+        "metrics": {"mAP50": final.get("metrics/mAP50(B)"), "mAP50-95": final.get("metrics/mAP50-95(B)"),
+                    "precision": final.get("metrics/precision(B)"), "recall": final.get("metrics/recall(B)")},
+        "per_class_ap50": {names[int(c)]: float(ap) for c, ap in zip(box.ap_class_index, box.ap50)},
+        "best_epoch": best_epoch, "epochs_completed": len(history), "epochs": cfg.epochs,
+        "stop_reason": stop_reason, "history": history,
+        "wall_s": round(wall, 2),
+        "train_images_per_s": round(monitor.train_images / monitor.train_seconds, 2) if monitor.train_seconds else None,
+        "resolved": resolved,
+    }
+    write_metrics(run_dir, record)
+    log.info(f"{cfg.objective}={value!r} (best epoch {best_epoch}, {len(history)} epochs, {stop_reason}) -> {run_dir}")
+    return RunResult(value=value, record=record, run_dir=run_dir)
+
+
+def _prune_hook(cfg: DictConfig):
+    """The sweeper's trial, when this job is one (cfg.trial is filled in by our Optuna sweeper)."""
+    if cfg.trial.number is None:
+        return None
+    from xray_exp.trial import prune_hook
+
+    return prune_hook(cfg.trial)
+
+
+def _resolved_optimizer(trainer) -> dict[str, Any]:
+    """What Ultralytics actually uses: under optimizer=auto it swaps the optimizer and lr0."""
+    group = trainer.optimizer.param_groups[0]
+    momentum = group["betas"][0] if "betas" in group else group.get("momentum")
+    return {"optimizer": type(trainer.optimizer).__name__, "lr0": group.get("initial_lr", group["lr"]),
+            "momentum": momentum, "warmup_bias_lr": trainer.args.warmup_bias_lr, "batch": trainer.batch_size}
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import ultralytics
+
+    return {"ultralytics": ultralytics.__version__, "torch": torch.__version__}
