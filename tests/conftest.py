@@ -1,0 +1,49 @@
+"""Shared test fixtures: one tiny synthetic dataset per session and the CLI as a real subprocess."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+
+# Small enough for seconds per training on 2 CPU cores, big enough for Ultralytics to run real epochs.
+TINY_DATA = {"n_train": 32, "n_val": 16, "n_test": 0, "imgsz": 64, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    """data.yaml of a tiny synthetic dataset, built once per test session."""
+    from xray_exp.data.synthetic import build_dataset
+
+    return build_dataset(tmp_path_factory.mktemp("data") / "synthetic_xray", **TINY_DATA)
+
+
+@pytest.fixture
+def tiny_overrides(synthetic_data) -> list[str]:
+    """Hydra overrides for a real yolov8n training of a few seconds on CPU."""
+    data = [f"dataset.{k}={v}" for k, v in TINY_DATA.items()]
+    return ["experiment=demo", f"dataset.data={synthetic_data}", *data,
+            "model=yolov8n", "imgsz=64", "epochs=2", "batch=16", "device=cpu", "workers=0",
+            "augmentation.close_mosaic=0"]
+
+
+def run_module(module: str, *args: str, cwd: Path | None = None, timeout: float = 600,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m <module> args...` as users do; output captured as text."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def run_train():
+    """`python -m xray_exp ...` in a subprocess."""
+    return lambda *args, **kw: run_module("xray_exp", *args, **kw)
+
+
+@pytest.fixture
+def run_cli():
+    """`xray-exp ...` (as `python -m xray_exp.cli`) in a subprocess."""
+    return lambda *args, **kw: run_module("xray_exp.cli", *args, **kw)
