@@ -206,9 +206,10 @@ def write_gallery(data_yaml: str | Path, out_png: str | Path, n: int = 16, split
         unlabelled = set(samples) - set(labelled)
         labelled += [s for s in samples if s in unlabelled]
     pool = labelled
-    picks = [pool[round(k * (len(pool) - 1) / max(n - 1, 1))] for k in range(min(n, len(pool)))]
+    m = min(n, len(pool))
+    picks = [pool[round(k * (len(pool) - 1) / max(m - 1, 1))] for k in range(m)]
     tiles, captions = [], []
-    for s in dict.fromkeys(picks):
+    for s in picks:
         image = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
         if image is None:
             continue
