@@ -40,7 +40,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> RunResult:
 
     from ultralytics import YOLO  # after xray_exp set the offline environment
 
+    from xray_exp.offline import pin_ultralytics_dirs
     from xray_exp.trainer import trainer_for
+
+    pin_ultralytics_dirs()
 
     monitor = EpochMonitor(
         objective=cfg.objective, epochs=cfg.epochs, prune=_prune_hook(cfg),
