@@ -233,3 +233,15 @@ def test_malformed_loc_answers_are_errors_with_file_and_line(tmp_path, suffix, m
 def test_paligemma_segmentation_tokens_after_a_box_are_ignored():
     objs = parse_loc_objects("<loc0000><loc0512><loc1023><loc1023>" + "<seg001>" * 16 + " knife ; ")
     assert objs == [("knife", 0.5, 0.0, 1023 / 1024, 1023 / 1024)]
+
+
+def test_jsonl_class_order_is_roboflows_case_insensitive_sort_which_gives_the_luggage_list(tmp_path):
+    luggage = ["blade", "Cans", "CartonDrinks", "dagger", "GlassBottle", "knife", "PlasticBottle", "scissors",
+               "SprayCans", "SwissArmyKnife", "Tin", "VacuumCup"]
+    render(tmp_path / "export/a.jpg", [])
+    prompt = "detect " + " ; ".join(reversed(luggage))
+    (tmp_path / "export/_annotations.train.jsonl").write_text(
+        json.dumps({"image": "a.jpg", "prefix": prompt, "suffix": "<loc0000><loc0000><loc0512><loc0512> Tin"}))
+    result = convert("roboflow-jsonl", tmp_path / "export", tmp_path / "out")
+    assert result.names == luggage
+    assert (tmp_path / "out/labels/train/a.txt").read_text() == "10 0.250000 0.250000 0.500000 0.500000\n"

@@ -211,3 +211,12 @@ def test_merge_refuses_existing_output_unless_forced(tmp_path):
     assert (tmp_path / "out/keep.txt").read_text() == "mine"
     merge_datasets([a], tmp_path / "out", force=True)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["data.yaml", "images", "labels"]
+
+
+def test_merge_refuses_an_output_that_would_replace_a_source_even_with_force(tmp_path):
+    a = small_dataset(tmp_path / "a", ["x"], {"train": {"i": "0 .5 .5 .1 .1\n"}})
+    before = tree_hashes(tmp_path / "a")
+    for out in (tmp_path / "a", tmp_path):
+        with pytest.raises(XrayExpError, match="would replace the input"):
+            merge_datasets([a], out, force=True)
+    assert tree_hashes(tmp_path / "a") == before

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    check_output_dir(args.out, args.force)
+    check_output_dir(args.out, args.force, args.data_yamls)
     plan = plan_merge(args.data_yamls, load_aliases(args.alias) if args.alias else None)
     print(plan.describe())
     if sys.stdin.isatty() and not args.yes:

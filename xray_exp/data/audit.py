@@ -144,8 +144,11 @@ def _check_image(image: Path, split: str, first_seen: dict, findings: list[Findi
         return None
     if image.suffix.lower() in (".jpg", ".jpeg") and data[-2:] != b"\xff\xd9":
         findings.append(Finding(image, None, WARNING, "truncated JPEG (Ultralytics rewrites it in place)"))
-    with Image.open(image) as im:
-        return im.size
+    try:
+        with Image.open(image) as im:
+            return im.size
+    except OSError:  # a format OpenCV decodes but PIL does not: no pixel statistics for it
+        return None
 
 
 def _check_labels(path: Path, nc: int, size: tuple[int, int] | None, st: SplitStats,
@@ -155,7 +158,12 @@ def _check_labels(path: Path, nc: int, size: tuple[int, int] | None, st: SplitSt
     rows_seen: set[str] = set()
     kinds: dict[bool, int] = {}  # is_polygon → first line of that kind
     bad = False
-    for i, text in label_lines(path):
+    try:
+        rows = list(label_lines(path))
+    except XrayExpError as e:
+        findings.append(Finding(path, None, ERROR, str(e).removeprefix(f"{path}: ")))
+        return []
+    for i, text in rows:
         try:
             lb = parse_line(text, i)
         except LabelError as e:

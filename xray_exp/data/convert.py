@@ -57,7 +57,7 @@ def convert(fmt: str, src: str | Path, out: str | Path, images: str | Path | Non
     src, out = Path(src), Path(out).resolve()
     if not src.is_dir():
         raise XrayExpError(f"{src}: export folder not found")
-    check_output_dir(out, force)
+    check_output_dir(out, force, [src] + ([Path(images)] if images else []))
     if fmt == "coco":
         names, splits, notes = read_coco(src)
     elif fmt == "roboflow-jsonl":
@@ -107,8 +107,7 @@ def _fmt(v: float) -> str:
 
 # ---- COCO ------------------------------------------------------------------------------------------
 
-def read_coco(src: Path) -> tuple[list[str], dict[str, list[_Image]], list[str]]:
-    """Read `<split>/_annotations.coco.json` files (Roboflow layout, images beside the JSON)."""
+def _read_coco(src: Path) -> tuple[list[str], dict[str, list[_Image]], list[str]]:
     files = sorted(src.glob("*/_annotations.coco.json"))
     if not files:
         raise XrayExpError(f"{src}: no <split>/_annotations.coco.json (expected train/, valid/, test/)")
@@ -145,6 +144,14 @@ def read_coco(src: Path) -> tuple[list[str], dict[str, list[_Image]], list[str]]
 
     splits = {key: _coco_split(f, doc, yolo_id, notes) for key, (f, doc) in docs.items()}
     return names, splits, notes
+
+
+def read_coco(src: Path) -> tuple[list[str], dict[str, list[_Image]], list[str]]:
+    """Read `<split>/_annotations.coco.json` files (Roboflow layout, images beside the JSON)."""
+    try:
+        return _read_coco(src)
+    except (KeyError, TypeError, ValueError) as e:  # a COCO file without a field we need
+        raise XrayExpError(f"{src}: COCO annotation file lacks or mistypes a field ({type(e).__name__}: {e})") from None
 
 
 def _coco_split(f: Path, doc: dict, yolo_id: dict[int, int], notes: list[str]) -> list[_Image]:

@@ -8,7 +8,8 @@ MergePlan whose `describe()` is the plan to show; `write_merge` builds the outpu
 Output layout: images/{train,val,test} and labels/{train,val,test}, data.yaml with an absolute path.
 A source's `valid` folder becomes the `val` split (Ultralytics' key name). File names are
 `<source name>_<original name>`, so two sources never collide and every file says where it came from.
-Images are hard links by default: nothing is copied, and the sources stay as they are (Ultralytics only
+Labels are checked for what remapping needs (row syntax, class id < nc); `xray-exp data audit` checks
+the rest. Images are hard links by default: nothing is copied, and the sources stay as they are (Ultralytics only
 reads images; do not edit merged images in place, that would edit the source too).
 """
 import logging
@@ -153,7 +154,7 @@ def _check_unique_names(src: MergeSource, split: str) -> None:
 def write_merge(plan: MergePlan, out: str | Path, copy: bool = False, force: bool = False) -> MergeResult:
     """Build the merged dataset in a temp folder beside out and rename it into place."""
     out = Path(out).resolve()
-    check_output_dir(out, force)
+    check_output_dir(out, force, [s.dataset.yaml_path for s in plan.sources])
     placer = FilePlacer(copy)
     with building_dir(out, force) as build:
         for split in plan.splits:
@@ -177,5 +178,5 @@ def merge_datasets(data_yamls: Sequence[str | Path], out: str | Path, alias_file
                    copy: bool = False, force: bool = False) -> MergeResult:
     """Plan and write in one call (no confirmation): for building a merged dataset on first use."""
     aliases = load_aliases(alias_file) if alias_file else None
-    check_output_dir(Path(out), force)
+    check_output_dir(Path(out), force, data_yamls)
     return write_merge(plan_merge(data_yamls, aliases), out, copy=copy, force=force)

@@ -232,8 +232,17 @@ def discover_splits(root: Path) -> dict[str, list[Path]]:
     return found
 
 
-def check_output_dir(out: Path, force: bool) -> None:
-    """Refuse to replace an existing non-empty output unless force, before any work is done."""
+def check_output_dir(out: Path, force: bool, inputs: Sequence[Path] = ()) -> None:
+    """Refuse to replace an existing non-empty output unless force, before any work is done.
+
+    An output that is or holds one of the inputs is refused even with force: replacing it would
+    delete the very data being read.
+    """
+    out = Path(out).resolve()
+    for src in inputs:
+        src = Path(src).resolve()
+        if src == out or out in src.parents:
+            raise XrayExpError(f"output {out} would replace the input {src}; choose another --out")
     if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
         raise XrayExpError(f"{out} already exists; pass --force to replace it")
 
