@@ -50,8 +50,7 @@ class SplitStats:
         share = self.backgrounds / self.images if self.images else 0.0
         lines = [f"  images {self.images}, background images {self.backgrounds} ({share:.1%}), "
                  f"objects {sum(self.classes.values())}"]
-        lines.append("  objects per class: " + ", ".join(
-            f"{names[i] if i < len(names) else i} {self.classes[i]}" for i in sorted(self.classes)))
+        lines.append("  objects per class: " + ", ".join(f"{n} {self.classes[i]}" for i, n in enumerate(names)))
         if self.box_px:
             wh = np.array(self.box_px)
             size = np.sqrt(wh[:, 0] * wh[:, 1])

@@ -2,6 +2,8 @@
 
 Merge, convert and audit all go through this module, so a label row is parsed in one place and the
 rules match Ultralytics 8.4 (`ultralytics/data/utils.py: verify_image_label`, `img2label_paths`).
+It also holds the writing steps merge and convert share: the output check, image placement (hard link
+or copy) and the data.yaml they write.
 """
 import errno
 import logging
