@@ -169,7 +169,7 @@ def write_merge(plan: MergePlan, out: str | Path, copy: bool = False, force: boo
                     (build / "labels" / split / f"{stem}.txt").write_text(rows, encoding="utf-8")
         header = "".join(f"# merged from {s.name}: {s.dataset.yaml_path}\n" for s in plan.sources)
         write_data_yaml(build, out, plan.names, plan.splits, header)
-    log.info("merged %d images into %s (%d linked, %d copied)",
+    log.debug("merged %d images into %s (%d linked, %d copied)",
              placer.linked + placer.copied, out, placer.linked, placer.copied)
     return MergeResult(out / "data.yaml", placer.linked, placer.copied)
 
