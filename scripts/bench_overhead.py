@@ -22,6 +22,10 @@ from xray_exp import settings  # noqa: E402
 from xray_exp.data.synthetic import build_dataset  # noqa: E402
 
 
+# Ultralytics' own `yolo` command, called through its entry point so it works wherever the package is.
+YOLO_CLI = [sys.executable, "-c", "from ultralytics.cfg import entrypoint; entrypoint()"]
+
+
 def timed(cmd: list[str], cwd: Path) -> float:
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
@@ -37,13 +41,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--n-train", type=int, default=200)
     parser.add_argument("--imgsz", type=int, default=128)
+    parser.add_argument("--model", default="yolov8n")
+    parser.add_argument("--device", default="cpu", help="cpu, or a CUDA index such as 0")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench_overhead_"))
     data = build_dataset(work / "data", n_train=args.n_train, n_val=args.n_train // 4, imgsz=args.imgsz, seed=0)
     overrides = ["experiment=demo", f"dataset.data={data}", f"dataset.n_train={args.n_train}",
                  f"dataset.n_val={args.n_train // 4}", f"dataset.imgsz={args.imgsz}", f"imgsz={args.imgsz}",
-                 f"epochs={args.epochs}", "augmentation.close_mosaic=1"]
+                 f"epochs={args.epochs}", "augmentation.close_mosaic=1", f"model={args.model}",
+                 f"device={args.device}", f"workers={0 if args.device == 'cpu' else 8}"]
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
         kwargs = settings.train_kwargs(compose("train", overrides=overrides))
     plain_args = [f"{k}={v}" for k, v in kwargs.items() if v is not None]
@@ -51,7 +58,7 @@ def main() -> None:
     ours, plain = [], []
     for i in range(args.pairs):
         ours.append(timed([sys.executable, "-m", "xray_exp", *overrides, f"hydra.run.dir={work / f'ours{i}'}"], ROOT))
-        plain.append(timed([str(Path(sys.executable).parent / "yolo"), "train", "model=yolov8n.yaml", f"data={data}",
+        plain.append(timed([*YOLO_CLI, "train", f"model={args.model}.yaml", f"data={data}",
                             "pretrained=False", *plain_args, f"project={work}", f"name=plain{i}"], work))
         print(f"pair {i + 1}: xray_exp {ours[-1]:.1f} s, plain ultralytics {plain[-1]:.1f} s, "
               f"ratio {ours[-1] / plain[-1]:.3f}", flush=True)
