@@ -6,8 +6,7 @@ guards.strict=true refuses to start. The reasons are Ultralytics 8.4 behaviours 
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from xray_exp.data.yolo import YoloDataset, label_lines, load_data_yaml
 from xray_exp.errors import XrayExpError
 
 LABEL_SAMPLE = 200  # label files read to decide whether a dataset has polygons: cheap, and enough
@@ -21,16 +20,15 @@ def auto_optimizer_lr(nc: int) -> float:
 def find(kwargs: dict[str, Any], data_yaml: Path) -> list[str]:
     """Return one line per setting that will not act as written."""
     findings = []
-    data = yaml.safe_load(Path(data_yaml).read_text()) or {}
-    names = data.get("names") or []
+    dataset = load_data_yaml(data_yaml)
     if kwargs.get("optimizer") == "auto":
         findings.append(
             f"lr.lr0={kwargs['lr0']}: ignored under optimizer=auto, which picks its own optimizer and lr "
-            f"(AdamW lr={auto_optimizer_lr(len(names))} for {len(names)} classes on short runs, MuSGD 0.01 on long "
+            f"(AdamW lr={auto_optimizer_lr(dataset.nc)} for {dataset.nc} classes on short runs, MuSGD 0.01 on long "
             "ones) and sets warmup_bias_lr=0; use optimizer=adamw or optimizer=sgd to measure lr")
     if kwargs.get("dropout", 0.0):
         findings.append(f"dropout={kwargs['dropout']}: no effect on detection (only the classification head reads it)")
-    if kwargs.get("copy_paste", 0.0) and not _has_polygons(data_yaml, data):
+    if kwargs.get("copy_paste", 0.0) and not _has_polygons(dataset):
         findings.append(f"augmentation.copy_paste={kwargs['copy_paste']}: needs polygon labels; "
                         "this dataset has boxes only, so it does nothing")
     close = kwargs.get("close_mosaic", 10)
@@ -53,18 +51,9 @@ def enforce(findings: list[str], strict: bool) -> None:
         raise XrayExpError(f"guards.strict=true: {findings[0]}{more}")
 
 
-def _has_polygons(data_yaml: Path, data: dict) -> bool:
+def _has_polygons(dataset: YoloDataset) -> bool:
     """True when sampled train labels have polygon lines (more than 5 fields)."""
-    root = Path(data.get("path") or Path(data_yaml).parent)
-    train = data.get("train")
-    for entry in train if isinstance(train, list) else [train]:
-        images = entry if Path(str(entry)).is_absolute() else root / str(entry)
-        text = str(images)
-        cut = text.rfind("/images")  # Ultralytics swaps the *last* /images/ for /labels/
-        labels = Path(text[:cut] + "/labels" + text[cut + len("/images"):]) if cut >= 0 else images
-        for i, label in enumerate(sorted(labels.glob("*.txt"))):
-            if i >= LABEL_SAMPLE:
-                break
-            if any(len(line.split()) > 5 for line in label.read_text().splitlines()):
-                return True
+    for sample in dataset.samples("train")[:LABEL_SAMPLE]:
+        if any(len(line.split()) > 5 for _, line in label_lines(sample.label)):
+            return True
     return False
