@@ -116,11 +116,15 @@ def false_colour(att: np.ndarray) -> np.ndarray:
     a_high = np.maximum(att[..., 1], 0)
     eps = np.float32(1e-3)  # where nothing attenuates the ratio is 0/0: call it organic (saturation is 0 there)
     ratio = (a_low + eps * np.float32(ORGANIC.mu_low / ORGANIC.mu_high)) / (a_high + eps)
-    hue = np.interp(ratio, HUE_RATIO, HUE_DEG).astype(np.float32)
+    hsv = np.empty(att.shape[:-1] + (3,), np.float32)
+    (r0, r1, r2), (h0, h1, h2) = HUE_RATIO, HUE_DEG
+    # piecewise-linear hue through the anchors (np.interp, but float32 and ~3x faster)
+    hsv[..., 0] = (h0 + (h1 - h0) * np.clip((ratio - r0) / (r1 - r0), 0, 1)
+                   + (h2 - h1) * np.clip((ratio - r1) / (r2 - r1), 0, 1))
     total = np.float32(LOW_WEIGHT) * a_low + np.float32(1 - LOW_WEIGHT) * a_high
-    value = np.exp(-np.float32(BRIGHTNESS) * total)
-    sat = np.float32(SATURATION) * (1 - np.exp(-np.float32(SATURATION_RISE) * total))
-    return cv2.cvtColor(np.dstack([hue, sat, value]), cv2.COLOR_HSV2BGR)
+    hsv[..., 1] = np.float32(SATURATION) * (1 - np.exp(-np.float32(SATURATION_RISE) * total))
+    hsv[..., 2] = np.exp(-np.float32(BRIGHTNESS) * total)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
 
 
 def detector(att: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -132,7 +136,10 @@ def detector(att: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     t = transmission(att)
     sigma = max(0.5, h / 900)  # ~0.7 px at 640: the scanner's point spread, not a visible blur
     t = cv2.GaussianBlur(t, (0, 0), sigma)
-    t += np.float32(NOISE) * np.sqrt(t) * rng.standard_normal(t.shape, dtype=np.float32)
+    # Zero-mean, unit-variance bell-shaped noise from two uniforms: twice as fast as standard_normal
+    # (the single largest cost of an image) and indistinguishable after 8-bit quantisation.
+    u = rng.random((2, *t.shape), dtype=np.float32)
+    t += np.float32(NOISE * np.sqrt(6)) * np.sqrt(t) * (u[0] + u[1] - 1)
     return -np.log(np.clip(t, T_FLOOR, 1.0))
 
 
@@ -341,14 +348,16 @@ def label_for(layer: Layer, cls: int, imgsz: int) -> tuple[int, float, float, fl
     """YOLO label (cls, xc, yc, w, h) of the footprint's part inside the image, or None when more
     than 70 % of it lies outside."""
     ss = layer.ss
-    total = int(layer.footprint.sum())
-    fy, fx = np.nonzero(layer.footprint)
-    xs, ys = fx + layer.x0 * ss, fy + layer.y0 * ss  # fine-pixel indices in the image
-    inside = (xs >= 0) & (xs < imgsz * ss) & (ys >= 0) & (ys < imgsz * ss)
-    if total == 0 or inside.sum() < MIN_VISIBLE * total:
+    fx0, fy0 = layer.x0 * ss, layer.y0 * ss  # the footprint's top-left, in fine pixels of the image
+    ix0, iy0 = max(0, -fx0), max(0, -fy0)  # the part of the footprint inside the image
+    ix1, iy1 = min(layer.footprint.shape[1], imgsz * ss - fx0), min(layer.footprint.shape[0], imgsz * ss - fy0)
+    inside = layer.footprint[iy0:max(iy0, iy1), ix0:max(ix0, ix1)]
+    total = np.count_nonzero(layer.footprint)
+    if total == 0 or np.count_nonzero(inside) < MIN_VISIBLE * total:
         return None
-    xs, ys = xs[inside], ys[inside]
-    x1, x2, y1, y2 = xs.min() / ss, (xs.max() + 1) / ss, ys.min() / ss, (ys.max() + 1) / ss  # fine-pixel edges
+    cols, rows = np.flatnonzero(inside.any(axis=0)), np.flatnonzero(inside.any(axis=1))
+    x1, x2 = (fx0 + ix0 + cols[0]) / ss, (fx0 + ix0 + cols[-1] + 1) / ss  # fine-pixel edges
+    y1, y2 = (fy0 + iy0 + rows[0]) / ss, (fy0 + iy0 + rows[-1] + 1) / ss
     return (cls, (x1 + x2) / 2 / imgsz, (y1 + y2) / 2 / imgsz, (x2 - x1) / imgsz, (y2 - y1) / imgsz)
 
 
@@ -405,6 +414,12 @@ def _stamp(att: np.ndarray, contours: Sequence[np.ndarray], material: Material, 
     _accumulate(att, layer, x0, y0)
 
 
+def _add_sparse(att: np.ndarray, mask: np.ndarray, thickness: float, material: Material) -> None:
+    """Add a thin full-image drawing (mask 0–255) in place, touching only its pixels."""
+    ys, xs = np.nonzero(mask)
+    att[ys, xs] += attenuation(mask[ys, xs] * np.float32(thickness / 255), material)
+
+
 def _cable(rng: np.random.Generator, att: np.ndarray, n: int) -> None:
     """A cable: a wandering polyline, plastic insulation around a copper core."""
     steps = rng.integers(8, 16)
@@ -417,8 +432,8 @@ def _cable(rng: np.random.Generator, att: np.ndarray, n: int) -> None:
     cv2.polylines(mask, poly, False, 255, width, cv2.LINE_AA, 4)
     core = np.zeros_like(mask)
     cv2.polylines(core, poly, False, 255, max(1, width // 3), cv2.LINE_AA, 4)
-    att += attenuation(mask.astype(np.float32) * (6.0 / 255), ORGANIC)
-    att += attenuation(core.astype(np.float32) * (0.6 / 255), COPPER)
+    _add_sparse(att, mask, 6.0, ORGANIC)
+    _add_sparse(att, core, 0.6, COPPER)
 
 
 def _bag(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -430,7 +445,7 @@ def _bag(rng: np.random.Generator, n: int) -> np.ndarray:
     piping = np.zeros((n, n), np.uint8)
     cv2.polylines(piping, [np.round((outline - 0.5) * 16).astype(np.int32)], True, 255,
                   max(1, n // 200), cv2.LINE_AA, 4)
-    att += attenuation(piping.astype(np.float32) * (0.8 / 255), STEEL)
+    _add_sparse(att, piping, 0.8, STEEL)
     if rng.random() < 0.6:  # trolley: two aluminium tubes along one side
         vertical = rng.random() < 0.5
         for off in (0.2, 0.8):
