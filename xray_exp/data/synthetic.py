@@ -62,7 +62,6 @@ ALUMINIUM = Material("aluminium", 0.099, 0.046)  # cans, laptop shells: ratio 2.
 GLASS = Material("glass", 0.085, 0.042)          # ratio 2.0 (mixed)
 STEEL = Material("steel", 1.50, 0.29)            # ratio 5.2 (metal)
 COPPER = Material("copper", 2.30, 0.41)          # cable cores, electronics: ratio 5.6 (metal)
-MATERIALS = {m.name: m for m in (ORGANIC, ALUMINIUM, GLASS, STEEL, COPPER)}
 
 # False-colour rendering: hue follows the low/high ratio through these anchors (degrees, OpenCV's
 # float HSV uses 0–360); brightness = exp(-BRIGHTNESS * (w·A_low + (1-w)·A_high)).
@@ -398,8 +397,11 @@ def _blob(rng: np.random.Generator, cx: float, cy: float, r: float) -> np.ndarra
 
 
 def _stamp(att: np.ndarray, contours: Sequence[np.ndarray], material: Material, thickness: float,
-           profile: str = "flat", texture: np.ndarray | None = None) -> None:
-    """Draw one clutter piece (image-pixel contours) into att in place."""
+           profile: str = "flat", texture: tuple[np.random.Generator, float, float, int] | None = None) -> None:
+    """Draw one clutter piece (image-pixel contours) into att in place.
+
+    texture = (rng, base, span, cells) multiplies the thickness by base + span·(smooth noise).
+    """
     allpts = np.concatenate(contours)
     x0, y0 = (np.floor(allpts.min(0)) - 1).astype(int)
     x1, y1 = (np.ceil(allpts.max(0)) + 1).astype(int)
@@ -410,7 +412,8 @@ def _stamp(att: np.ndarray, contours: Sequence[np.ndarray], material: Material, 
     layer, _ = _draw_parts([Part(tuple(contours), material, thickness, profile)], lambda p: p,
                            x0, y0, x1 - x0, y1 - y0)
     if texture is not None:
-        layer *= texture[:y1 - y0, :x1 - x0, None]
+        rng, base, span, cells = texture
+        layer *= (base + span * _smooth_noise(rng, y1 - y0, x1 - x0, cells))[..., None]
     _accumulate(att, layer, x0, y0)
 
 
@@ -441,7 +444,7 @@ def _bag(rng: np.random.Generator, n: int) -> np.ndarray:
     att = np.zeros((n, n, 2), np.float32)
     m0, m1 = rng.uniform(0.0, 0.08, 2) * n, n - rng.uniform(0.0, 0.08, 2) * n
     outline = _round_rect(m0[0], m0[1], m1[0], m1[1], n * 0.06)
-    _stamp(att, [outline], ORGANIC, rng.uniform(3, 6), texture=0.7 + 0.6 * _smooth_noise(rng, n, n, 4))
+    _stamp(att, [outline], ORGANIC, rng.uniform(3, 6), texture=(rng, 0.7, 0.6, 4))
     piping = np.zeros((n, n), np.uint8)
     cv2.polylines(piping, [np.round((outline - 0.5) * 16).astype(np.int32)], True, 255,
                   max(1, n // 200), cv2.LINE_AA, 4)
@@ -457,7 +460,7 @@ def _bag(rng: np.random.Generator, n: int) -> np.ndarray:
         c = rng.uniform(0.15, 0.85, 2) * n
         r = n * rng.uniform(0.12, 0.3)
         _stamp(att, [_blob(rng, c[0], c[1], r)], ORGANIC, rng.uniform(8, 30),
-               texture=0.4 + 1.2 * _smooth_noise(rng, int(2.6 * r) + 4, int(2.6 * r) + 4))
+               texture=(rng, 0.4, 1.2, 6))
     for _ in range(rng.integers(0, 3)):  # cables
         _cable(rng, att, n)
     for _ in range(rng.integers(0, 3)):  # plastic bottles of liquid: organic, unlike the metal spray cans
