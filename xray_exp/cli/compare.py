@@ -11,6 +11,10 @@ from typing import Any, Sequence
 
 from xray_exp.errors import XrayExpError
 
+HEADERS = {"mAP50-95": "mAP50\n-95", "best_epoch": "best\nepoch", "epochs_completed": "epochs\ndone",
+           "stop_reason": "stop\nreason", "wall_s": "wall\ns", "train_images_per_s": "train\nimg/s",
+           "precision": "preci-\nsion"}
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("compare", help="one table (and plots) of many run, multirun and sweep folders")
@@ -118,7 +122,12 @@ def _print_table(columns: Sequence[str], rows: Sequence[dict[str, Any]], title: 
 
     table = Table(title=title, title_justify="left")
     for c in columns:
-        table.add_column(c, justify="left" if c in ("run", "class", "stop_reason") else "right", overflow="fold")
+        # Two-line headers keep 12+ columns inside an ordinary terminal; cells never wrap mid-number.
+        table.add_column(HEADERS.get(c, c), justify="left" if c in ("run", "class", "stop_reason") else "right",
+                         min_width=len(max(HEADERS.get(c, c).split("\n"), key=len)))
     for row in rows:
         table.add_row(*(format_value(c, row.get(c)) for c in columns))
-    Console().print(table)
+    console = Console()
+    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+    # Too wide for the terminal: let lines wrap rather than have rich cut numbers short.
+    (Console(width=needed) if needed > console.width else console).print(table)
