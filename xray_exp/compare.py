@@ -6,7 +6,6 @@ metrics.json, `.hydra/overrides.yaml` and results.csv are read; nothing is writt
 """
 import csv
 import io
-import logging
 import math
 import os
 import re
@@ -19,8 +18,6 @@ import yaml
 from xray_exp.atomic import write_text
 from xray_exp.errors import XrayExpError
 from xray_exp.run_folder import METRICS_FILE, read_metrics
-
-log = logging.getLogger(__name__)
 
 UNFINISHED = "unfinished"  # a .hydra/ folder but no metrics.json yet: running, killed or crashed hard
 # Override keys that say how a run was launched, not what it trained with.
