@@ -21,13 +21,26 @@ def synthetic_data(tmp_path_factory) -> Path:
     return build_dataset(tmp_path_factory.mktemp("data") / "synthetic_xray", **TINY_DATA)
 
 
-@pytest.fixture
-def tiny_overrides(synthetic_data) -> list[str]:
-    """Hydra overrides for a real yolov8n training of a few seconds on CPU."""
+def tiny_args(data_yaml: Path) -> list[str]:
+    """Hydra overrides for a real yolov8n training of a few seconds on CPU on `data_yaml`."""
     data = [f"dataset.{k}={v}" for k, v in TINY_DATA.items()]
-    return ["experiment=demo", f"dataset.data={synthetic_data}", *data,
+    return ["experiment=demo", f"dataset.data={data_yaml}", *data,
             "model=yolov8n", "imgsz=64", "epochs=2", "batch=16", "device=cpu", "workers=0",
             "augmentation.close_mosaic=0"]
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides(synthetic_data) -> list[str]:
+    return tiny_args(synthetic_data)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_overrides) -> tuple[Path, str]:
+    """One real 2-epoch training shared by the whole session: (run folder, its stdout + stderr)."""
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    proc = run_module("xray_exp", *tiny_overrides, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, proc.stdout + proc.stderr
 
 
 def run_module(module: str, *args: str, cwd: Path | None = None, timeout: float = 600,

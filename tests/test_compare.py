@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from conftest import TINY_DATA, run_module
+from conftest import run_module, tiny_args
 from xray_exp.compare import build_rows, find_runs, read_overrides, sort_rows
 from xray_exp.plots import param_importance
 
@@ -44,8 +44,7 @@ def root(synthetic_data, tmp_path_factory) -> Path:
     """Real run folders, built once: a single run, a 2-job grid multirun, and a sweep folder (its jobs
     copied from the multirun and given other states, plus an Optuna study), and one broken folder."""
     root = tmp_path_factory.mktemp("compare")
-    tiny = ["experiment=demo", f"dataset.data={synthetic_data}", *(f"dataset.{k}={v}" for k, v in TINY_DATA.items()),
-            "model=yolov8n", "imgsz=64", "epochs=2", "batch=16", "device=cpu", "workers=0", "augmentation.close_mosaic=0"]
+    tiny = tiny_args(synthetic_data)
     single = run_module("xray_exp", *tiny, f"hydra.run.dir={root / 'single'}")
     assert single.returncode == 0, single.stderr[-2000:]
     grid = run_module("xray_exp", "-m", *tiny, "lr.lr0=0.001,0.004", f"hydra.sweep.dir={root / 'multi'}")

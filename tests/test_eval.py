@@ -7,7 +7,7 @@ import cv2
 import pytest
 import torch
 
-from conftest import ROOT, TINY_DATA, run_module
+from conftest import ROOT, run_module
 from xray_exp.data.yolo import load_data_yaml, read_labels
 from xray_exp.evaluate import guide_accuracy
 
@@ -46,15 +46,11 @@ def grid_detector(trained: Path, out: Path, box_px: float = 16, scores=GRID_SCOR
 
 
 @pytest.fixture(scope="module")
-def weights(synthetic_data, tmp_path_factory) -> Path:
+def weights(tiny_run, tmp_path_factory) -> Path:
     """best.pt of one tiny real training (built once for this module), turned into the grid detector."""
     tmp = tmp_path_factory.mktemp("eval")
-    overrides = ["experiment=demo", f"dataset.data={synthetic_data}", *(f"dataset.{k}={v}" for k, v in TINY_DATA.items()),
-                 "model=yolov8n", "imgsz=64", "epochs=1", "batch=16", "device=cpu", "workers=0",
-                 "augmentation.close_mosaic=0", f"hydra.run.dir={tmp / 'run'}"]
-    proc = run_module("xray_exp", *overrides)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return grid_detector(tmp / "run" / "weights" / "best.pt", tmp / "grid.pt")
+    run_dir, _ = tiny_run
+    return grid_detector(run_dir / "weights" / "best.pt", tmp / "grid.pt")
 
 
 @pytest.fixture(scope="module")

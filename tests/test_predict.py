@@ -5,20 +5,16 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import TINY_DATA, run_module
+from conftest import run_module
 from test_eval import grid_detector  # a checkpoint with known detections (a tiny training finds none)
 
 
 @pytest.fixture(scope="module")
-def weights(synthetic_data, tmp_path_factory) -> Path:
+def weights(tiny_run, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("predict")
-    overrides = ["experiment=demo", f"dataset.data={synthetic_data}", *(f"dataset.{k}={v}" for k, v in TINY_DATA.items()),
-                 "model=yolov8n", "imgsz=64", "epochs=1", "batch=16", "device=cpu", "workers=0",
-                 "augmentation.close_mosaic=0", f"hydra.run.dir={tmp / 'run'}"]
-    proc = run_module("xray_exp", *overrides)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_dir, _ = tiny_run
     # Every anchor: a 32 px box, dagger at 0.6, knife at 0.05, the other classes near 0.
-    return grid_detector(tmp / "run" / "weights" / "best.pt", tmp / "grid.pt", box_px=32)
+    return grid_detector(run_dir / "weights" / "best.pt", tmp / "grid.pt", box_px=32)
 
 
 @pytest.mark.slow

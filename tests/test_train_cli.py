@@ -29,20 +29,6 @@ def results_rows(run_dir: Path) -> list[dict]:
         return [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, synthetic_data):
-    """One real 2-epoch training shared by the assertions below."""
-    from conftest import TINY_DATA, run_module
-
-    run_dir = tmp_path_factory.mktemp("run")
-    data = [f"dataset.{k}={v}" for k, v in TINY_DATA.items()]
-    proc = run_module("xray_exp", "experiment=demo", f"dataset.data={synthetic_data}", *data, "model=yolov8n",
-                      "imgsz=64", "epochs=2", "batch=16", "device=cpu", "workers=0", "augmentation.close_mosaic=0",
-                      f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir, proc.stdout + proc.stderr
-
-
 def test_run_writes_ultralytics_outputs_into_the_hydra_run_dir(tiny_run):
     run_dir, _ = tiny_run
     assert len(results_rows(run_dir)) == 2  # one row per epoch
