@@ -299,13 +299,12 @@ def _thickness_profile(cover: np.ndarray, profile: str) -> np.ndarray:
 
 
 def _draw_parts(parts: Sequence[Part], to_px, x0: int, y0: int, w: int, h: int,
-                supersample: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                supersample: int) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise parts into a local (h, w) window whose top-left pixel is (x0, y0).
 
     Returns the attenuation (h, w, 2) and the union of the parts' masks at `supersample` times the
-    resolution. With supersample > 1 each pixel gets the covered fraction of its area (a detector
-    pixel integrates over its area), and the fine mask gives labels to a fraction of a pixel; clutter,
-    which has no labels, is drawn once per pixel with OpenCV's anti-aliasing instead.
+    resolution. Each pixel gets the covered fraction of its area (a detector pixel integrates over
+    its area), and the fine mask gives labels to a fraction of a pixel.
     """
     ss = supersample
     att = np.zeros((h, w, 2), np.float32)
@@ -315,10 +314,9 @@ def _draw_parts(parts: Sequence[Part], to_px, x0: int, y0: int, w: int, h: int,
         # Pixel i spans [i, i+1) in label coordinates but OpenCV puts its centre at i: shift by half a
         # (fine) pixel; 4 fractional bits keep sub-pixel positions.
         contours = [np.round(((to_px(c) - [x0, y0]) * ss - 0.5) * 16).astype(np.int32) for c in part.contours]
-        cv2.fillPoly(mask, contours, 255, cv2.LINE_AA if ss == 1 else cv2.LINE_8, 4)
+        cv2.fillPoly(mask, contours, 255, cv2.LINE_8, 4)
         union |= mask > 0
-        if ss > 1:
-            mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA)  # exact area mean for a whole factor
+        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA)  # exact area mean for a whole factor
         cover = mask.astype(np.float32) / 255
         att += attenuation(part.thickness * _thickness_profile(cover, part.profile), part.material)
     return att, union
@@ -383,7 +381,9 @@ def render(threats: Sequence[Threat], imgsz: int, background: np.ndarray | None 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int = 6) -> np.ndarray:
     """Low-frequency texture in [0, 1): a few random cells resized up (folds of cloth, uneven filling)."""
     small = rng.random((cells, cells), dtype=np.float32)
-    return cv2.resize(small, (max(w, 1), max(h, 1)), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    # Cubic up to at most 32 px, then linear: as smooth as one cubic resize and ~10x faster at 640 px.
+    mid = cv2.resize(small, (min(w, 32) or 1, min(h, 32) or 1), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(mid, (max(w, 1), max(h, 1)), interpolation=cv2.INTER_LINEAR).clip(0, 1)
 
 
 def _blob(rng: np.random.Generator, cx: float, cy: float, r: float) -> np.ndarray:
@@ -400,7 +400,9 @@ def _stamp(att: np.ndarray, contours: Sequence[np.ndarray], material: Material, 
            profile: str = "flat", texture: tuple[np.random.Generator, float, float, int] | None = None) -> None:
     """Draw one clutter piece (image-pixel contours) into att in place.
 
-    texture = (rng, base, span, cells) multiplies the thickness by base + span·(smooth noise).
+    Clutter has no labels, so it is drawn once per pixel with OpenCV's anti-aliased edges (cheaper
+    than the threats' supersampling). texture = (rng, base, span, cells) multiplies the thickness by
+    base + span·(smooth noise).
     """
     allpts = np.concatenate(contours)
     x0, y0 = (np.floor(allpts.min(0)) - 1).astype(int)
@@ -409,18 +411,24 @@ def _stamp(att: np.ndarray, contours: Sequence[np.ndarray], material: Material, 
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, n), min(y1, n)
     if x1 <= x0 or y1 <= y0:
         return
-    layer, _ = _draw_parts([Part(tuple(contours), material, thickness, profile)], lambda p: p,
-                           x0, y0, x1 - x0, y1 - y0)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(mask, [np.round((c - [x0 + 0.5, y0 + 0.5]) * 16).astype(np.int32) for c in contours],
+                 255, cv2.LINE_AA, 4)
+    thick = _thickness_profile(mask.astype(np.float32) * np.float32(1 / 255), profile) * np.float32(thickness)
     if texture is not None:
         rng, base, span, cells = texture
-        layer *= (base + span * _smooth_noise(rng, y1 - y0, x1 - x0, cells))[..., None]
-    _accumulate(att, layer, x0, y0)
+        thick *= base + span * _smooth_noise(rng, y1 - y0, x1 - x0, cells)
+    roi = att[y0:y1, x0:x1]  # a view: adding per energy avoids an (h, w, 2) temporary
+    roi[..., 0] += thick * np.float32(material.mu_low)
+    roi[..., 1] += thick * np.float32(material.mu_high)
 
 
 def _add_sparse(att: np.ndarray, mask: np.ndarray, thickness: float, material: Material) -> None:
     """Add a thin full-image drawing (mask 0–255) in place, touching only its pixels."""
-    ys, xs = np.nonzero(mask)
-    att[ys, xs] += attenuation(mask[ys, xs] * np.float32(thickness / 255), material)
+    pts = cv2.findNonZero(mask)  # ~8x faster than np.nonzero on a mostly empty image
+    if pts is not None:
+        xs, ys = pts.reshape(-1, 2).T
+        att[ys, xs] += attenuation(mask[ys, xs] * np.float32(thickness / 255), material)
 
 
 def _cable(rng: np.random.Generator, att: np.ndarray, n: int) -> None:
