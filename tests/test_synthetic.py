@@ -197,6 +197,8 @@ def test_ensure_dataset_reuses_a_matching_build_and_refuses_other_parameters(tmp
     assert data_yaml.stat().st_mtime_ns == mtime
     with pytest.raises(XrayExpError, match="delete the folder or choose another path"):
         syn.ensure_dataset(tmp_path / "ds", 3, 2, imgsz=64, seed=1)
+    (tmp_path / "empty").mkdir()  # e.g. made by the user beforehand: an empty folder is filled
+    assert syn.ensure_dataset(tmp_path / "empty", 3, 2, imgsz=64).is_file()
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(XrayExpError, match="no data.yaml"):
