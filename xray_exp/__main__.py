@@ -4,13 +4,17 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
 from hydra.types import RunMode
+from hydra_plugins.xray_exp_sweeper.xray_optuna_sweeper import XrayOptunaSweeper
 from omegaconf import DictConfig
 
 from xray_exp.errors import XrayExpError
 from xray_exp.settings import check_override_keys
 
 log = logging.getLogger("xray_exp")
+# Hydra's plugin scan misses editable installs (HYDRA_NOTES.md): register our sweeper explicitly.
+Plugins.instance().register(XrayOptunaSweeper)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -1,0 +1,205 @@
+"""The xray_optuna sweeper on real (tiny) trainings: records, pruning, gates, resume, failures, workers.
+
+Every sweep runs `python -m xray_exp -m search=path_a ...` as users do, with its sweep folder in tmp_path.
+"""
+import csv
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parent.parent
+PATH_A = {"lr.lr0": 0.002, "augmentation.mosaic": 0.8, "augmentation.degrees": 10.0, "lr.warmup_epochs": 5.0}
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def sweep_args(tiny_overrides: list[str], sweep_dir: Path, *extra: str) -> list[str]:
+    return ["-m", "search=path_a", *tiny_overrides, f"hydra.sweep.dir={sweep_dir}", "hydra/sweeper/pruner=none",
+            *extra]
+
+
+def load_study(sweep_dir: Path) -> optuna.Study:
+    return optuna.load_study(study_name="path_a", storage=f"sqlite:///{sweep_dir / 'study.db'}")
+
+
+def job_folders(sweep_dir: Path) -> list[int]:
+    return sorted(int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def folder_digest(folder: Path) -> dict[str, tuple[str, int]]:
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def read_trials_csv(sweep_dir: Path) -> list[dict]:
+    with (sweep_dir / "trials.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_rerun_resumes_study_to_n_trials_total_and_records_every_trial(tiny_overrides, run_train, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    first = run_train(*sweep_args(tiny_overrides, sweep_dir, "hydra.sweeper.n_trials=2"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert job_folders(sweep_dir) == [0, 1]
+    before = {n: folder_digest(sweep_dir / str(n)) for n in (0, 1)}
+
+    again = run_train(*sweep_args(tiny_overrides, sweep_dir, "hydra.sweeper.n_trials=4"))
+    assert again.returncode == 0, again.stderr[-3000:]
+
+    trials = load_study(sweep_dir).trials
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert job_folders(sweep_dir) == [0, 1, 2, 3]
+    assert {n: folder_digest(sweep_dir / str(n)) for n in (0, 1)} == before  # resume never rewrites a job
+    assert trials[0].params == pytest.approx(PATH_A)  # the guide's configuration is always measured
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4  # resume did not replay draws
+
+    rows = read_trials_csv(sweep_dir)
+    assert [int(r["number"]) for r in rows] == [0, 1, 2, 3]
+    for t, row in zip(trials, rows):
+        record = json.loads((sweep_dir / str(t.number) / "metrics.json").read_text())
+        assert record["value"] == pytest.approx(t.value)
+        assert row["state"] == "COMPLETE" and float(row["objective"]) == pytest.approx(t.value)
+        assert float(row["lr.lr0"]) == pytest.approx(t.params["lr.lr0"])
+        assert int(row["epochs_completed"]) == 2 and row["stop_reason"] == "completed"
+        assert Path(row["run_dir"]) == sweep_dir / str(t.number)
+        # the job reported every epoch to its trial
+        assert sorted(t.intermediate_values) == [1, 2]
+    best = yaml.safe_load((sweep_dir / "best.yaml").read_text())
+    study_best = max(trials, key=lambda t: t.value)
+    assert best["value"] == pytest.approx(study_best.value) and best["objective"] == "mAP50"
+    assert best["params"] == pytest.approx(study_best.params)
+
+
+@pytest.mark.slow
+def test_pruned_trials_stop_early_and_keep_results_and_weights(tiny_overrides, run_train, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    # mAP50 never exceeds 1, so a lower threshold of 2 prunes every trial at its first judged epoch.
+    proc = run_train(*sweep_args(tiny_overrides, sweep_dir, "epochs=3", "hydra.sweeper.n_trials=2",
+                                 "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=2.0"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    trials = load_study(sweep_dir).trials
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.PRUNED]
+    for t in trials:
+        run_dir = sweep_dir / str(t.number)
+        record = json.loads((run_dir / "metrics.json").read_text())
+        assert record["stop_reason"] == "pruned" and record["epochs_completed"] == 1 < 3
+        assert (run_dir / "results.csv").is_file()
+        assert (run_dir / "weights" / "best.pt").is_file() and (run_dir / "weights" / "last.pt").is_file()
+        assert t.value == pytest.approx(t.intermediate_values[1])  # PRUNED keeps the last reported value
+    assert [r["state"] for r in read_trials_csv(sweep_dir)] == ["PRUNED", "PRUNED"]
+    assert not (sweep_dir / "best.yaml").exists()  # no trial completed: nothing to call best
+
+
+@pytest.mark.slow
+def test_single_run_stops_at_unmet_gate(tiny_overrides, run_train, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train(*tiny_overrides, "epochs=3", "monitor.gates=[[1,0.99]]", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["stop_reason"] == "gate"
+    assert record["epochs_completed"] == 1
+    assert (run_dir / "weights" / "best.pt").is_file()
+
+
+@pytest.mark.slow
+def test_trial_killed_mid_run_is_fail_on_rerun_and_budget_is_kept(tiny_overrides, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "xray_exp",
+           *sweep_args(tiny_overrides, sweep_dir, "epochs=3", "hydra.sweeper.n_trials=3")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (sweep_dir / "1" / "results.csv").exists():  # trial 1 has trained an epoch
+            assert proc.poll() is None and time.monotonic() < deadline, "sweep ended before trial 1 started"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    kept = folder_digest(sweep_dir / "0")
+    assert load_study(sweep_dir).trials[1].state == TrialState.RUNNING  # what kill -9 leaves behind
+
+    rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+
+    trials = load_study(sweep_dir).trials
+    states = [t.state for t in trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert "interrupted" in trials[1].user_attrs["fail_reason"]
+    assert folder_digest(sweep_dir / "0") == kept
+    assert job_folders(sweep_dir) == [0, 1, 2, 3]
+    assert [r["state"] for r in read_trials_csv(sweep_dir)] == [s.name for s in states]
+
+
+@pytest.mark.slow
+def test_failed_trials_are_fail_with_reason_and_failure_rate_stops_the_sweep(tiny_overrides, run_train, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    broken = [*tiny_overrides, "optimizer.optimizer=NoSuchOptimizer"]
+    tolerant = run_train(*sweep_args(broken, sweep_dir, "hydra.sweeper.n_trials=2",
+                                     "hydra.sweeper.max_failure_rate=1.0"))
+    assert tolerant.returncode == 0, tolerant.stderr[-3000:]
+    trials = load_study(sweep_dir).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]  # FAIL does not count: 2 more
+    assert all("NoSuchOptimizer" in t.user_attrs["fail_reason"] for t in trials)
+    assert all("NoSuchOptimizer" in r["fail_reason"] for r in read_trials_csv(sweep_dir))
+
+    strict = run_train(*sweep_args(broken, sweep_dir, "hydra.sweeper.n_trials=2",
+                                   "hydra.sweeper.max_failure_rate=0.0"))
+    assert strict.returncode != 0
+    assert "max_failure_rate=0.0" in strict.stderr
+    assert len(load_study(sweep_dir).trials) == 3  # stopped after its first failure
+
+
+@pytest.mark.slow
+def test_plain_grid_multirun_writes_one_run_folder_per_combination(tiny_overrides, run_train, tmp_path):
+    """The issue's 3x3 grid (lr.lr0=0.001,0.002,0.005 x mosaic=0.5,0.8,1.0), shrunk to 2x2 at 1 epoch for time."""
+    sweep_dir = tmp_path / "grid"
+    proc = run_train("-m", *tiny_overrides, "epochs=1", "lr.lr0=0.001,0.005", "augmentation.mosaic=0.5,1.0",
+                     f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert job_folders(sweep_dir) == [0, 1, 2, 3]
+    combos = set()
+    for n in range(4):
+        record = json.loads((sweep_dir / str(n) / "metrics.json").read_text())
+        assert record["stop_reason"] == "completed"
+        cfg = yaml.safe_load((sweep_dir / str(n) / ".hydra" / "config.yaml").read_text())
+        combos.add((cfg["lr"]["lr0"], cfg["augmentation"]["mosaic"]))
+    assert combos == {(0.001, 0.5), (0.001, 1.0), (0.005, 0.5), (0.005, 1.0)}
+    assert not (sweep_dir / "study.db").exists()  # the basic sweeper: no study
+
+
+@pytest.mark.slow
+def test_sweep_cli_workers_share_one_study(tiny_overrides, run_cli, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_cli("sweep", "--workers", "2", "search=path_a", *tiny_overrides, "epochs=1",
+                   f"hydra.sweep.dir={sweep_dir}", "hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = load_study(sweep_dir).trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+    assert [t.state for t in trials if t.state != TrialState.COMPLETE] in ([], [TrialState.FAIL])  # budget race
+    assert job_folders(sweep_dir) == [t.number for t in trials if t.state == TrialState.COMPLETE]
+    assert trials[0].params == pytest.approx(PATH_A)
+    assert sum(t.params == pytest.approx(PATH_A) for t in trials) == 1  # enqueued once, not per worker
+    owners = {t.system_attrs["xray_exp:owner"]["pid"] for t in trials if t.state == TrialState.COMPLETE}
+    assert len(owners) == 2  # both workers ran trials
+    assert (sweep_dir / "worker-0.log").is_file() and (sweep_dir / "worker-1.log").is_file()
+
+
+def test_sweep_cli_without_search_preset_is_one_line_error(run_cli):
+    proc = run_cli("sweep", "--workers", "2", "epochs=1")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "xray-exp: error: xray-exp sweep needs the xray_optuna sweeper: add a search preset (e.g. search=path_a)"]

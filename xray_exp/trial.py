@@ -1,0 +1,40 @@
+"""A sweep job's side of its Optuna trial: report the objective each epoch and ask the pruner.
+
+The xray_optuna sweeper hands each job `trial.number/storage/study_name` and stores the pruner it uses
+as a trial system attribute (Optuna's storage keeps no pruner), so a job in any process rebuilds it.
+"""
+import logging
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from xray_exp.errors import XrayExpError
+from xray_exp.monitor import PruneHook
+
+log = logging.getLogger(__name__)
+
+PRUNER_ATTR = "xray_exp:pruner"  # written by hydra_plugins/xray_exp_sweeper/_impl.py
+
+
+def prune_hook(trial_cfg: DictConfig) -> PruneHook:
+    """Open the job's trial in the study's storage; the hook reports (epoch, value) and says whether to stop."""
+    import optuna
+
+    if not trial_cfg.storage or not trial_cfg.study_name:
+        raise XrayExpError("trial.number is set but trial.storage / trial.study_name are not "
+                           "(they are filled in by the xray_optuna sweeper)")
+    try:
+        study = optuna.load_study(study_name=trial_cfg.study_name, storage=trial_cfg.storage)
+        trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(trial_cfg.number))
+    except KeyError as e:
+        raise XrayExpError(f"study '{trial_cfg.study_name}' in {trial_cfg.storage}: no trial {trial_cfg.number} ({e})") from None
+    spec = study._storage.get_trial(trial_id).system_attrs.get(PRUNER_ATTR)
+    study.pruner = instantiate(spec) if spec else optuna.pruners.NopPruner()
+    trial = optuna.trial.Trial(study, trial_id)
+    log.info(f"reporting to trial {trial.number} of study {study.study_name} (pruner {type(study.pruner).__name__})")
+
+    def report(epoch: int, value: float) -> bool:
+        trial.report(value, epoch)
+        return trial.should_prune()
+
+    return report
