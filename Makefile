@@ -27,16 +27,16 @@ bench-overhead: install
 	$(PY) scripts/bench_overhead.py
 
 bench-synth: install
-	$(PY) scripts/bench_synth.py
+	$(PY) scripts/bench_synth.py --n 1000 --imgsz 640 --repeats 3
 
 bench-learnability: install
-	$(PY) scripts/bench_learnability.py
+	$(PY) scripts/bench_learnability.py --n-train 600 --n-val 150 --imgsz 160 --epochs 30
 
 bench-merge: install
 	$(PY) scripts/bench_merge.py
 
 data-merged: install
-	$(VENV)/bin/xray-exp data merge data/luggage_xray_yolo/data.yaml data/cargoxray_yolo/data.yaml --out data/merged_xray_yolo --yes
+	$(PY) -m xray_exp.cli data merge data/luggage_xray_yolo/data.yaml data/cargoxray_yolo/data.yaml --out data/merged_xray_yolo --yes
 
 clean:
 	rm -rf outputs/runs outputs/multirun outputs/sweeps
