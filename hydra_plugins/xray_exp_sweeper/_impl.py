@@ -112,6 +112,10 @@ class XrayOptunaSweeperImpl(OptunaSweeperImpl):
             if failed / launched > self.max_failure_rate:
                 raise XrayExpError(f"{failed} of {launched} trials failed (max_failure_rate={self.max_failure_rate});"
                                    f" last: {attrs.get('fail_reason')}")
+            # FAIL does not count toward n_trials, so a job that always fails would otherwise loop forever.
+            if failed >= self.n_trials:
+                log.error(f"{failed} trials failed in this run (n_trials={self.n_trials}); stopping")
+                break
         self._write_tables(sweep_dir)
         best = _best(self._load())
         if best is not None:
