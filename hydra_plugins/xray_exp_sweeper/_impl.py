@@ -34,6 +34,8 @@ from xray_exp.errors import XrayExpError
 from xray_exp.run_folder import read_metrics
 
 log = logging.getLogger(__name__)
+# Optuna's schema check on an existing study logs every alembic plugin at INFO into the sweep log.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 STORAGE_FILE = "study.db"     # default storage: sqlite in the sweep folder
 TRIALS_FILE = "trials.csv"
