@@ -6,7 +6,7 @@ fewer trials than TPE's 10 random start-up trials both searches draw the same co
 difference is pruning alone. Prints epochs trained, best objective and wall time as a markdown table for
 docs/benchmarks.md. Everything it writes goes under --work (default /tmp), nothing into the repo.
 
-    python scripts/bench_pruning.py --trials 8 --epochs 6 --n-train 160 --n-val 40 --imgsz 128 --startup 2 --warmup 1
+    python scripts/bench_pruning.py --trials 8 --epochs 6 --n-train 160 --n-val 40 --imgsz 128 --startup 1 --warmup 1
 """
 import argparse
 import csv
@@ -45,7 +45,7 @@ def main() -> int:
     p.add_argument("--n-train", type=int, default=160)
     p.add_argument("--n-val", type=int, default=40)
     p.add_argument("--imgsz", type=int, default=128)
-    p.add_argument("--startup", type=int, default=2, help="median pruner: finished trials before it judges")
+    p.add_argument("--startup", type=int, default=1, help="median pruner: finished trials before it judges")
     p.add_argument("--warmup", type=int, default=1, help="median pruner: epochs never judged")
     p.add_argument("--work", type=Path, default=Path("/tmp/xray_exp_bench_pruning"))
     args = p.parse_args()
