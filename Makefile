@@ -14,8 +14,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# A real Optuna sweep on CPU (synthetic data, 4 pruned trials of 8 epochs), then the comparison table.
+# Re-running resumes the finished study (no new training) and prints the table again.
 demo: install
-	$(PY) -m xray_exp experiment=demo
+	$(PY) -m xray_exp -m experiment=demo search=demo
+	$(PY) -m xray_exp.cli compare outputs/sweeps/demo --plot outputs/sweeps/demo/plots
 
 test: install
 	$(PY) -m pytest -q
@@ -34,6 +37,9 @@ bench-learnability: install
 
 bench-merge: install
 	$(PY) scripts/bench_merge.py
+
+bench-pruning: install
+	$(PY) scripts/bench_pruning.py
 
 data-merged: install
 	$(PY) -m xray_exp.cli data merge data/luggage_xray_yolo/data.yaml data/cargoxray_yolo/data.yaml --out data/merged_xray_yolo --yes

@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Our own progress lines at INFO; libraries (alembic under Optuna, …) only when they warn.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("xray_exp").setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
