@@ -1,7 +1,7 @@
 """Benchmark: wall time of `python -m xray_exp` vs plain Ultralytics (`yolo train`) on the same config.
 
 Runs the pair alternately (so drift hits both), >= 3 pairs, and prints each time and the median ratio.
-Target: ratio <= 1.03. Usage: python scripts/bench_overhead.py [--pairs 3] [--epochs 3]
+Target: ratio <= 1.03. Usage: python scripts/bench_overhead.py [--pairs 3] [--epochs 6] [--device 0]
 """
 import argparse
 import os
@@ -38,7 +38,7 @@ def timed(cmd: list[str], cwd: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--n-train", type=int, default=200)
     parser.add_argument("--imgsz", type=int, default=128)
     parser.add_argument("--model", default="yolov8n")
