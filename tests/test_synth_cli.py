@@ -34,7 +34,7 @@ def test_preview_alone_draws_an_existing_dataset_without_rebuilding(tmp_path):
     mtime = (tmp_path / "ds" / "data.yaml").stat().st_mtime_ns
     r = synth("--out", str(tmp_path / "ds"), "--preview", str(tmp_path / "p.png"))
     assert r.returncode == 0, r.stderr
-    assert cv2.imread(str(tmp_path / "p.png")).shape == (2 * 160, 2 * 160, 3)
+    assert cv2.imread(str(tmp_path / "p.png")).shape == (2 * 320, 2 * 320, 3)  # 3 train images: a 2x2 grid
     assert (tmp_path / "ds" / "data.yaml").stat().st_mtime_ns == mtime
 
 

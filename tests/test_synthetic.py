@@ -230,6 +230,6 @@ def test_write_preview_draws_a_grid_of_the_split(tmp_path):
     data_yaml = syn.build_dataset(tmp_path / "ds", 5, 1, imgsz=64, seed=0)
     png = syn.write_preview(data_yaml, tmp_path / "p.png", n=4)
     grid = cv2.imread(str(png))
-    assert grid.shape == (2 * 160, 2 * 160, 3)  # 4 tiles, 64 px images upscaled to 160 px cells
-    with pytest.raises(XrayExpError, match="no 'test' split"):
+    assert grid.shape == (2 * 320, 2 * 320, 3)  # 4 tiles in 320 px cells (the audit gallery's)
+    with pytest.raises(XrayExpError, match="no split .test."):
         syn.write_preview(data_yaml, tmp_path / "q.png", split="test")

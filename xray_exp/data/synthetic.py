@@ -651,35 +651,14 @@ def ensure_dataset(out: Path, n_train: int, n_val: int, n_test: int = 0, imgsz: 
     return data_yaml
 
 
-def read_labels(label_file: Path) -> list[tuple[int, float, float, float, float]]:
-    """Parse a YOLO label file: one (cls, xc, yc, w, h) per line."""
-    rows = [line.split() for line in label_file.read_text().splitlines() if line.strip()]
-    return [(int(r[0]), *map(float, r[1:5])) for r in rows]
-
-
 def write_preview(data_yaml: Path, out_png: Path, n: int = 16, split: str = "train") -> Path:
-    """Draw the first n images of a split with their boxes into one PNG grid; returns its path."""
-    from xray_exp.gallery import draw_boxes, write_grid
+    """Draw n images of a split with their boxes into one PNG grid: the audit's gallery, so the synthetic
+    data is looked at exactly as a real dataset would be. Returns the PNG's path."""
+    from xray_exp.data.audit import write_gallery
 
     data_yaml = Path(data_yaml)
     if not data_yaml.is_file():
         raise XrayExpError(f"no dataset at {data_yaml}: build it first (xray-exp data synth --out DIR ...)")
     if n < 1:
         raise XrayExpError(f"preview needs at least one image, got n={n}")
-    data = yaml.safe_load(data_yaml.read_text()) or {}
-    if split not in data:
-        raise XrayExpError(f"{data_yaml} has no '{split}' split")
-    images_dir = data_yaml.parent / data.get("path", ".") / data[split]  # absolute `path` wins over the join
-    images = sorted(p for p in images_dir.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
-    if not images:
-        raise XrayExpError(f"no images in {images_dir}")
-    names = data.get("names", CLASS_NAMES)
-    tiles = []
-    for image_path in images:
-        image = cv2.imread(str(image_path))
-        if image is None:
-            raise XrayExpError(f"cannot decode {image_path}")
-        label_file = Path("/labels/".join(str(image_path).rsplit("/images/", 1))).with_suffix(".txt")  # Ultralytics' rule
-        tiles.append(draw_boxes(image, read_labels(label_file) if label_file.exists() else [], names))
-    tile = int(np.clip(tiles[0].shape[0], 160, 320))
-    return write_grid(tiles, out_png, tile_size=tile, captions=[p.name for p in images])
+    return write_gallery(data_yaml, out_png, n=n, split=split)
