@@ -17,6 +17,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from conftest import run_module
+
 ROOT = Path(__file__).resolve().parent.parent
 PATH_A = {"lr.lr0": 0.002, "augmentation.mosaic": 0.8, "augmentation.degrees": 10.0, "lr.warmup_epochs": 5.0}
 
@@ -46,17 +48,22 @@ def read_trials_csv(sweep_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-@pytest.mark.slow
-def test_rerun_resumes_study_to_n_trials_total_and_records_every_trial(tiny_overrides, run_train, tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    first = run_train(*sweep_args(tiny_overrides, sweep_dir, "hydra.sweeper.n_trials=2"))
+@pytest.fixture(scope="module")
+def resumed_sweep(tiny_overrides, tmp_path_factory) -> tuple[Path, dict]:
+    """A 2-trial sweep, then the same command with n_trials=4: (sweep folder, digests of jobs 0-1 before)."""
+    sweep_dir = tmp_path_factory.mktemp("resumed") / "sweep"
+    first = run_module("xray_exp", *sweep_args(tiny_overrides, sweep_dir, "hydra.sweeper.n_trials=2"))
     assert first.returncode == 0, first.stderr[-3000:]
     assert job_folders(sweep_dir) == [0, 1]
     before = {n: folder_digest(sweep_dir / str(n)) for n in (0, 1)}
-
-    again = run_train(*sweep_args(tiny_overrides, sweep_dir, "hydra.sweeper.n_trials=4"))
+    again = run_module("xray_exp", *sweep_args(tiny_overrides, sweep_dir, "hydra.sweeper.n_trials=4"))
     assert again.returncode == 0, again.stderr[-3000:]
+    return sweep_dir, before
 
+
+@pytest.mark.slow
+def test_rerun_resumes_study_to_n_trials_total_and_records_every_trial(resumed_sweep):
+    sweep_dir, before = resumed_sweep
     trials = load_study(sweep_dir).trials
     assert [t.number for t in trials] == [0, 1, 2, 3]
     assert all(t.state == TrialState.COMPLETE for t in trials)
@@ -80,6 +87,22 @@ def test_rerun_resumes_study_to_n_trials_total_and_records_every_trial(tiny_over
     study_best = max(trials, key=lambda t: t.value)
     assert best["value"] == pytest.approx(study_best.value) and best["objective"] == "mAP50"
     assert best["params"] == pytest.approx(study_best.params)
+
+
+@pytest.mark.slow
+def test_compare_reads_a_real_sweep_folder_and_its_study(resumed_sweep, run_cli, tmp_path):
+    sweep_dir, _ = resumed_sweep
+    out = tmp_path / "table.csv"
+    proc = run_cli("compare", str(sweep_dir), "--csv", str(out), "--plot", str(tmp_path / "plots"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = list(csv.DictReader(out.open()))
+    study = {t.number: t.value for t in load_study(sweep_dir).trials}
+    assert sorted(int(Path(r["run"]).name) for r in rows) == [0, 1, 2, 3]
+    for row in rows:
+        assert float(row["objective"]) == pytest.approx(study[int(Path(row["run"]).name)])
+    assert {"lr.lr0", "augmentation.mosaic"} <= set(rows[0])  # the swept parameters are the differing columns
+    for png in ("history_path_a.png", "importance_path_a.png", "objective_curves.png"):
+        assert (tmp_path / "plots" / png).stat().st_size > 0
 
 
 @pytest.mark.slow
