@@ -6,7 +6,12 @@ fewer trials than TPE's 10 random start-up trials both searches draw the same co
 difference is pruning alone. Prints epochs trained, best objective and wall time as a markdown table for
 docs/benchmarks.md. Everything it writes goes under --work (default /tmp), nothing into the repo.
 
-    python scripts/bench_pruning.py --trials 8 --epochs 6 --n-train 160 --n-val 40 --imgsz 128 --startup 1 --warmup 1
+    python scripts/bench_pruning.py --trials 8 --epochs 10 --n-train 400 --n-val 80 --imgsz 128 --startup 1 --warmup 5
+
+`--replay SWEEP_DIR` trains nothing: it feeds the per-epoch mAP50 curves (results.csv) of an unpruned sweep,
+trial by trial, to Optuna's own MedianPruner for a grid of n_startup_trials x n_warmup_steps and prints
+what each setting would have cost and kept. With deterministic training the same seeded search draws the
+same trials and the same curves, so this is what a real pruned run of that setting gives.
 """
 import argparse
 import csv
@@ -38,17 +43,51 @@ def run_search(name: str, pruner: list[str], args: argparse.Namespace) -> dict:
             "best": max(complete) if complete else float("nan"), "wall_s": wall}
 
 
+def replay(sweep_dir: Path) -> int:
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    jobs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    curves = [[float(r["metrics/mAP50(B)"]) for r in csv.DictReader((job / "results.csv").open())] for job in jobs]
+    total, best_full = sum(map(len, curves)), max(max(c) for c in curves)
+    print(f"replay of {len(curves)} unpruned trials ({total} epochs, best mAP50 {best_full:.4f}) from {sweep_dir}\n")
+    print("| n_startup_trials | n_warmup_steps | epochs trained | best mAP50 | target |")
+    print("|---|---|---|---|---|")
+    for startup in (1, 2, 3):
+        for warmup in range(1, max(map(len, curves))):
+            study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(startup, warmup))
+            epochs = 0
+            for curve in curves:
+                trial = study.ask()
+                for step, value in enumerate(curve, 1):
+                    epochs += 1
+                    trial.report(value, step)
+                    if trial.should_prune():
+                        study.tell(trial, state=TrialState.PRUNED)
+                        break
+                else:
+                    study.tell(trial, max(curve))  # best.pt's objective
+            best = study.best_value
+            met = epochs <= total / 2 and best >= best_full - 0.01
+            print(f"| {startup} | {warmup} | {epochs} ({epochs / total:.0%}) | {best:.4f} | {'met' if met else 'missed'} |")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=8)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--n-train", type=int, default=160)
-    p.add_argument("--n-val", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--n-train", type=int, default=400)
+    p.add_argument("--n-val", type=int, default=80)
     p.add_argument("--imgsz", type=int, default=128)
     p.add_argument("--startup", type=int, default=1, help="median pruner: finished trials before it judges")
-    p.add_argument("--warmup", type=int, default=1, help="median pruner: epochs never judged")
+    p.add_argument("--warmup", type=int, default=5, help="median pruner: epochs never judged")
     p.add_argument("--work", type=Path, default=Path("/tmp/xray_exp_bench_pruning"))
+    p.add_argument("--replay", type=Path, metavar="SWEEP_DIR", help="replay an unpruned sweep's curves, train nothing")
     args = p.parse_args()
+    if args.replay:
+        return replay(args.replay)
     if args.work.exists() and any(args.work.iterdir()):
         sys.exit(f"{args.work} is not empty: a study there would be resumed, not rerun; remove it or pass --work")
 
