@@ -207,3 +207,12 @@ def test_param_importance_scores_monotonic_unrelated_and_categorical_parameters(
     # η² = between-group / total sum of squares = (4 · 0.15²) / (2 · 0.2² + 2 · 0.1²) = 0.09 / 0.1
     assert scores["opt"] == pytest.approx(0.9 ** 0.5)
     assert list(scores) == ["lr", "opt", "seed"]
+
+
+def test_long_drawn_override_values_read_as_4_significant_digits_but_csv_keeps_them():
+    from xray_exp.compare import format_value, to_csv
+
+    assert format_value("lr.lr0", "0.00184591819228225") == "0.001846"
+    assert format_value("lr.lr0", "0.002") == "0.002"  # as typed
+    assert format_value("model", "yolov8n") == "yolov8n"
+    assert "0.00184591819228225" in to_csv(["lr.lr0"], [{"lr.lr0": "0.00184591819228225"}])

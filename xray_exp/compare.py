@@ -201,6 +201,11 @@ def format_value(column: str, value: Any) -> str:
         return "-"
     if isinstance(value, float) and column in DECIMALS:
         return f"{value:.{DECIMALS[column]}f}"
+    if isinstance(value, str) and len(value) > 8:
+        # Optuna's draws come as full reprs (lr.lr0=0.00184591819228225): 4 significant digits read better
+        number = _as_number(value)
+        if number is not None and not number.is_integer():
+            return f"{number:.4g}"
     return str(value)
 
 
