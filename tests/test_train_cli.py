@@ -86,6 +86,9 @@ def test_auto_optimizer_warns_before_training_and_strict_refuses(tiny_overrides,
     assert strict.returncode != 0
     assert "guards.strict=true: lr.lr0=0.005: ignored under optimizer=auto" in strict.stderr
     assert not (tmp_path / "strict" / "results.csv").exists()  # refused before any epoch
+    refused = json.loads((tmp_path / "strict" / "metrics.json").read_text())
+    assert (refused["stop_reason"], refused["value"], refused["epochs_completed"]) == ("failed", None, 0)
+    assert refused["error"].startswith("guards.strict=true: lr.lr0=0.005")
 
 
 def test_guard_lists_every_setting_that_cannot_act(tiny_overrides, tmp_path):

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from xray_exp import guards, settings
 from xray_exp.dataset import resolve_data_yaml
+from xray_exp.errors import XrayExpError
 from xray_exp.model import resolve_weights
 from xray_exp.monitor import EpochMonitor, objective_value, scaled
 from xray_exp.run_folder import write_metrics
@@ -30,13 +31,19 @@ class RunResult:
 def train(cfg: DictConfig, run_dir: str | Path) -> RunResult:
     """Validate, train and summarise one run into `run_dir` (Ultralytics' save_dir)."""
     run_dir = Path(run_dir).resolve()
-    kwargs = settings.train_kwargs(cfg)
-    weights = resolve_weights(cfg.model)
-    data_yaml = resolve_data_yaml(cfg.dataset)
-    findings = guards.find(kwargs, data_yaml)
-    for line in findings:
-        log.warning(f"guard: {line}")
-    guards.enforce(findings, cfg.guards.strict)
+    try:
+        kwargs = settings.train_kwargs(cfg)
+        data_yaml = resolve_data_yaml(cfg.dataset)
+        weights = resolve_weights(cfg.model)
+        findings = guards.find(kwargs, data_yaml)
+        for line in findings:
+            log.warning(f"guard: {line}")
+        guards.enforce(findings, cfg.guards.strict)
+    except XrayExpError as e:
+        # Refused before training: the folder still says why, so compare lists it as failed.
+        write_metrics(run_dir, {"objective": cfg.objective, "value": None, "stop_reason": "failed",
+                                "error": str(e), "epochs_completed": 0})
+        raise
 
     from ultralytics import YOLO  # after xray_exp set the offline environment
 
