@@ -74,30 +74,33 @@ def train(cfg: DictConfig, run_dir: str | Path) -> RunResult:
         raise
     wall = time.perf_counter() - started
 
-    trainer = model.trainer
+    record = {**base, **_summary(cfg, model.trainer, monitor), "wall_s": round(wall, 2), "resolved": resolved}
+    write_metrics(run_dir, record)
+    log.info(f"{cfg.objective}={record['value']!r} (best epoch {record['best_epoch']}, {record['epochs_completed']} "
+             f"epochs, {record['stop_reason']}) -> {run_dir}")
+    return RunResult(value=record["value"], record=record, run_dir=run_dir)
+
+
+def _summary(cfg: DictConfig, trainer, monitor: EpochMonitor) -> dict[str, Any]:
+    """metrics.json's results: best.pt's final validation, the epoch history and why training stopped."""
     final = monitor.final_metrics or dict(trainer.metrics)
-    box = trainer.validator.metrics.box  # after final_eval: best.pt on the val split
-    value = objective_value(cfg.objective, final, trainer.validator.metrics.fitness)
-    names = trainer.validator.metrics.names
+    validated = trainer.validator.metrics  # after final_eval: best.pt on the val split
+    value = objective_value(cfg.objective, final, validated.fitness)
     history = monitor.history
-    best_epoch = max(range(len(history)), key=lambda i: (history[i], i)) + 1 if history else None
     stop_reason = monitor.stop_reason or ("completed" if len(history) >= cfg.epochs else "patience")
-    if not math.isfinite(value):
-        stop_reason = "nan"
-    record = {
-        **base, "value": value,
+    return {
+        "value": value,
         "metrics": {"mAP50": final.get("metrics/mAP50(B)"), "mAP50-95": final.get("metrics/mAP50-95(B)"),
                     "precision": final.get("metrics/precision(B)"), "recall": final.get("metrics/recall(B)")},
-        "per_class_ap50": {names[int(c)]: float(ap) for c, ap in zip(box.ap_class_index, box.ap50)},
-        "best_epoch": best_epoch, "epochs_completed": len(history), "epochs": cfg.epochs,
-        "stop_reason": stop_reason, "history": history,
-        "wall_s": round(wall, 2),
+        "per_class_ap50": {validated.names[int(c)]: float(ap)
+                           for c, ap in zip(validated.box.ap_class_index, validated.box.ap50)},
+        # Ultralytics rewrites best.pt on ties, so the best epoch is the last of equal maxima.
+        "best_epoch": max(range(len(history)), key=lambda i: (history[i], i)) + 1 if history else None,
+        "epochs_completed": len(history), "epochs": cfg.epochs,
+        "stop_reason": stop_reason if math.isfinite(value) else "nan",
+        "history": history,
         "train_images_per_s": round(monitor.train_images / monitor.train_seconds, 2) if monitor.train_seconds else None,
-        "resolved": resolved,
     }
-    write_metrics(run_dir, record)
-    log.info(f"{cfg.objective}={value!r} (best epoch {best_epoch}, {len(history)} epochs, {stop_reason}) -> {run_dir}")
-    return RunResult(value=value, record=record, run_dir=run_dir)
 
 
 def _prune_hook(cfg: DictConfig):
