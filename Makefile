@@ -39,7 +39,7 @@ bench-merge: install
 	$(PY) scripts/bench_merge.py
 
 bench-pruning: install
-	$(PY) scripts/bench_pruning.py
+	$(PY) scripts/bench_pruning.py --trials 16 --startup 2 --warmup 1
 
 data-merged: install
 	$(PY) -m xray_exp.cli data merge data/luggage_xray_yolo/data.yaml data/cargoxray_yolo/data.yaml --out data/merged_xray_yolo --yes
