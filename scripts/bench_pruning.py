@@ -47,9 +47,11 @@ def replay(sweep_dir: Path) -> int:
     import optuna
     from optuna.trial import TrialState
 
+    from xray_exp.plots import read_curve
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     jobs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    curves = [[float(r["metrics/mAP50(B)"]) for r in csv.DictReader((job / "results.csv").open())] for job in jobs]
+    curves = [read_curve(job, "mAP50")[1] for job in jobs]
     total, best_full = sum(map(len, curves)), max(max(c) for c in curves)
     print(f"replay of {len(curves)} unpruned trials ({total} epochs, best mAP50 {best_full:.4f}) from {sweep_dir}\n")
     print("| n_startup_trials | n_warmup_steps | epochs trained | best mAP50 | target |")

@@ -1,4 +1,5 @@
 """Shared test fixtures: one tiny synthetic dataset per session and the CLI as a real subprocess."""
+import hashlib
 import os
 import subprocess
 import sys
@@ -8,6 +9,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """Relative path -> content hash of every file under root (to show a tree was not touched)."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def compose_train():
+    """compose_train(*overrides) -> the composed conf/train.yaml, as `python -m xray_exp` would see it."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        yield lambda *overrides: compose("train", overrides=list(overrides))
+
 
 # Small enough for seconds per training on 2 CPU cores, big enough for Ultralytics to run real epochs.
 TINY_DATA = {"n_train": 32, "n_val": 16, "n_test": 0, "imgsz": 64, "seed": 0}

@@ -1,16 +1,13 @@
 """Every option of every config group and every preset composes, with the values the guide gives."""
 import pytest
-from hydra import compose, initialize_config_dir
 
-from conftest import CONF
 from xray_exp import settings
 from xray_exp.errors import XrayExpError
 
 
 @pytest.fixture(scope="module")
-def make():
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        yield lambda *overrides: compose("train", overrides=list(overrides))
+def make(compose_train):
+    return compose_train
 
 
 def test_defaults_are_path_a_with_yolov8x_on_luggage_xray(make):

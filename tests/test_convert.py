@@ -1,7 +1,6 @@
 """Conversion with known truth: boxes rendered at known pixels, exported as COCO and <loc> JSONL, converted
 back to YOLO and matched to the rendered pixels within 1 px."""
 import base64
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import tree_hashes
 from xray_exp.data.convert import convert, parse_loc_objects
 from xray_exp.data.yolo import label_lines, parse_line
 from xray_exp.errors import XrayExpError
@@ -67,11 +67,6 @@ def assert_matches_rendered(out: Path, src_images: Path, polygons: bool = False)
             assert [g[0] for g in got] == [o[0] for o in objects]
             for g, t in zip(got, truth):
                 assert np.abs(np.array(g[1:]) - np.array(t)).max() <= 1.0, (name, g, t)
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # ---- COCO -------------------------------------------------------------------------------------------

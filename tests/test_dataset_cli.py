@@ -1,5 +1,4 @@
 """`xray-exp data merge|convert|audit` as users run them: exit codes, one-line errors, nothing left behind."""
-import hashlib
 import json
 import os
 import pty
@@ -11,8 +10,7 @@ import cv2
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-
+from conftest import ROOT, tree_hashes
 
 def cli(*args: str, stdin=subprocess.DEVNULL, timeout: float = 60) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess; stdin is not a terminal unless a test gives it one."""
@@ -31,11 +29,6 @@ def dataset(root: Path, names: list[str], labels: dict[str, dict[str, str]]) -> 
     keys = {("val" if s == "valid" else s): f"images/{s}" for s in labels}
     (root / "data.yaml").write_text(yaml.safe_dump({**keys, "names": names}))
     return root / "data.yaml"
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def two_sources(tmp_path: Path) -> tuple[Path, Path]:

@@ -1,18 +1,15 @@
 """The dataset config group resolves to a data.yaml, building synthetic and merged data on first use."""
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 
-from conftest import CONF
 from xray_exp.data.synthetic import CLASS_NAMES, build_dataset
 from xray_exp.dataset import resolve_data_yaml
 from xray_exp.errors import XrayExpError
 
 
 @pytest.fixture(scope="module")
-def make():
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        yield lambda *overrides: compose("train", overrides=list(overrides))
+def make(compose_train):
+    return compose_train
 
 
 def test_synthetic_is_built_on_first_use_then_reused(make, tmp_path):

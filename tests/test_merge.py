@@ -1,5 +1,4 @@
 """Merge (Path B): class union by name, remapped ids, both split layouts, links, atomic output."""
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import tree_hashes
 from xray_exp.data.merge import load_aliases, merge_datasets, plan_merge, write_merge
 from xray_exp.errors import XrayExpError
 
@@ -61,11 +61,6 @@ def cargoxray_with_real_labels(root: Path) -> Path:
 def rows_by_name(label: Path, names: list[str]) -> list[tuple[str, str]]:
     rows = [r.split(maxsplit=1) for r in label.read_text().splitlines() if r.strip()]
     return [(names[int(c)], coords) for c, coords in rows]
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def small_dataset(root: Path, names: list[str], labels: dict[str, dict[str, str]], layout: str = "images/split",

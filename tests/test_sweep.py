@@ -17,9 +17,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from conftest import run_module
+from conftest import ROOT, run_module
 
-ROOT = Path(__file__).resolve().parent.parent
 PATH_A = {"lr.lr0": 0.002, "augmentation.mosaic": 0.8, "augmentation.degrees": 10.0, "lr.warmup_epochs": 5.0}
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -1,5 +1,4 @@
 """The synthetic X-ray generator: determinism, label format and geometry, physics, atomic builds."""
-import hashlib
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import tree_hashes
 from xray_exp.data import synthetic as syn
 from xray_exp.errors import XrayExpError
 
@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def file_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "data.yaml"}
+    """Images and labels; data.yaml is left out (it records the dataset's absolute path)."""
+    return {k: v for k, v in tree_hashes(root).items() if k != "data.yaml"}
 
 
 def outline_box(threat: syn.Threat) -> tuple[float, float, float, float]:

@@ -25,12 +25,13 @@ from matplotlib.figure import Figure
 
 from xray_exp.atomic import write_bytes
 from xray_exp.compare import Run, differing_overrides, run_names
+from xray_exp.monitor import OBJECTIVE_KEYS
 
 log = logging.getLogger(__name__)
 
 # results.csv column per objective. Ultralytics 8.4's fitness is mAP50-95 alone
 # (ultralytics/utils/metrics.py, Metric.fitness weights [0, 0, 0, 1]).
-CURVE_COLUMNS = {"mAP50": "metrics/mAP50(B)", "mAP50-95": "metrics/mAP50-95(B)", "fitness": "metrics/mAP50-95(B)"}
+CURVE_COLUMNS = {**OBJECTIVE_KEYS, "fitness": OBJECTIVE_KEYS["mAP50-95"]}
 
 
 def save_figure(fig: Figure, out: str | Path) -> Path:
