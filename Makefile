@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
-DEMO_STUDY ?= demo
 
 .PHONY: install demo test test-fast bench-overhead bench-synth bench-learnability bench-merge bench-pruning data-merged clean
 

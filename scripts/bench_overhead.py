@@ -52,7 +52,7 @@ def main() -> None:
                  f"epochs={args.epochs}", "augmentation.close_mosaic=1", f"model={args.model}",
                  f"device={args.device}", f"workers={0 if args.device == 'cpu' else 8}"]
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        kwargs = settings.train_kwargs(compose("train", overrides=overrides))
+        kwargs = train_args.train_kwargs(compose("train", overrides=overrides))
     plain_args = [f"{k}={v}" for k, v in kwargs.items() if v is not None]
 
     ours, plain = [], []

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from xray_exp.study import TRIALS_FILE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,7 +38,7 @@ def run_search(name: str, pruner: list[str], args: argparse.Namespace) -> dict:
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         sys.exit(f"{name} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
-    rows = list(csv.DictReader((sweep_dir / "trials.csv").open()))
+    rows = list(csv.DictReader((sweep_dir / TRIALS_FILE).open()))
     complete = [float(r["objective"]) for r in rows if r["state"] == "COMPLETE"]
     return {"name": name, "trials": len(rows), "pruned": sum(r["state"] == "PRUNED" for r in rows),
             "epochs": sum(int(r["epochs_completed"] or 0) for r in rows),
@@ -47,7 +49,7 @@ def replay(sweep_dir: Path) -> int:
     import optuna
     from optuna.trial import TrialState
 
-    from xray_exp.plots import read_curve
+    from xray_exp.analysis.plots import read_curve
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     jobs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from xray_exp.data.audit import audit_dataset, write_gallery
-from xray_exp.gallery import class_color
+from xray_exp.analysis.gallery import class_color
 
 NAMES = ["knife", "gun", "bottle"]
 

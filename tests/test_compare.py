@@ -7,9 +7,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from conftest import run_module, tiny_args
-from xray_exp.compare import build_rows, find_runs, read_overrides, sort_rows
-from xray_exp.plots import param_importance
+from helpers import run_module, tiny_args
+from xray_exp.analysis.compare import build_rows, find_runs, read_overrides, sort_rows
+from xray_exp.analysis.plots import param_importance
 
 STUDY = "demo"
 
@@ -210,7 +210,7 @@ def test_param_importance_scores_monotonic_unrelated_and_categorical_parameters(
 
 
 def test_long_drawn_override_values_read_as_4_significant_digits_but_csv_keeps_them():
-    from xray_exp.compare import format_value, to_csv
+    from xray_exp.analysis.compare import format_value, to_csv
 
     assert format_value("lr.lr0", "0.00184591819228225") == "0.001846"
     assert format_value("lr.lr0", "0.002") == "0.002"  # as typed

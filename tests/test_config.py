@@ -1,7 +1,7 @@
 """Every option of every config group and every preset composes, with the values the guide gives."""
 import pytest
 
-from xray_exp import settings
+from xray_exp.run import train_args
 from xray_exp.errors import XrayExpError
 
 
@@ -105,28 +105,28 @@ def test_command_line_override_wins_over_preset(make):
 
 @pytest.mark.parametrize("experiment", ["baseline", "path_a", "path_b", "demo"])
 def test_every_preset_flattens_to_known_ultralytics_keys(make, experiment):
-    kwargs = settings.train_kwargs(make(f"experiment={experiment}"))
-    assert set(kwargs) <= settings.ultralytics_keys()
+    kwargs = train_args.train_kwargs(make(f"experiment={experiment}"))
+    assert set(kwargs) <= train_args.ultralytics_keys()
     assert kwargs["lr0"] == make(f"experiment={experiment}").lr.lr0
 
 
 def test_unknown_ultralytics_key_suggests_the_closest(make):
     with pytest.raises(XrayExpError, match="did you mean 'dropout'"):
-        settings.train_kwargs(make("+ultralytics.dropuot=0.1"))
+        train_args.train_kwargs(make("+ultralytics.dropuot=0.1"))
 
 
 def test_same_key_in_two_places_is_refused(make):
     with pytest.raises(XrayExpError, match="'ultralytics.lr0' sets the same Ultralytics key as 'lr.lr0'"):
-        settings.train_kwargs(make("+ultralytics.lr0=0.1"))
+        train_args.train_kwargs(make("+ultralytics.lr0=0.1"))
 
 
 @pytest.mark.parametrize("override, suggestion", [
     ("lr.lr00=1", "lr0"), ("augmentation.mosiac=0.5", "mosaic"), ("epoch=3", "epochs")])
 def test_command_line_typos_suggest_the_key(override, suggestion):
     with pytest.raises(XrayExpError, match=f"did you mean '{suggestion}'"):
-        settings.check_override_keys([override])
+        train_args.check_override_keys([override])
 
 
 def test_command_line_check_accepts_valid_and_sweep_syntax():
-    settings.check_override_keys(["lr.lr0=0.001,0.002", "optimizer=sgd", "+ultralytics.cos_lr=true",
+    train_args.check_override_keys(["lr.lr0=0.001,0.002", "optimizer=sgd", "+ultralytics.cos_lr=true",
                                   "hydra.run.dir=x", "monitor.gates=[[1,0.5]]", "dataset.n_train=3"])

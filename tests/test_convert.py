@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import tree_hashes
+from helpers import tree_hashes
 from xray_exp.data.convert import convert, parse_loc_objects
 from xray_exp.data.yolo import label_lines, parse_line
 from xray_exp.errors import XrayExpError

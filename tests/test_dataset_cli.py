@@ -10,12 +10,10 @@ import cv2
 import numpy as np
 import yaml
 
-from conftest import ROOT, tree_hashes
+from helpers import run_cli, tree_hashes
 
-def cli(*args: str, stdin=subprocess.DEVNULL, timeout: float = 60) -> subprocess.CompletedProcess:
-    """The real CLI in a subprocess; stdin is not a terminal unless a test gives it one."""
-    return subprocess.run([sys.executable, "-m", "xray_exp.cli", *map(str, args)], cwd=ROOT, stdin=stdin,
-                          capture_output=True, text=True, timeout=timeout)
+def cli(*args, **kw) -> subprocess.CompletedProcess:
+    return run_cli(*args, timeout=60, **kw)
 
 
 def dataset(root: Path, names: list[str], labels: dict[str, dict[str, str]]) -> Path:

@@ -3,7 +3,7 @@ import pytest
 import yaml
 
 from xray_exp.data.synthetic import CLASS_NAMES, build_dataset
-from xray_exp.dataset import resolve_data_yaml
+from xray_exp.run.data_yaml import resolve_data_yaml
 from xray_exp.errors import XrayExpError
 
 

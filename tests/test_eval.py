@@ -1,15 +1,13 @@
 """`xray-exp eval`: Ultralytics' own numbers, unchanged, plus the guide's per-image accuracy."""
 import json
-import math
 from pathlib import Path
 
 import cv2
 import pytest
-import torch
 
-from conftest import ROOT, run_module
+from helpers import ROOT, grid_detector, run_module
 from xray_exp.data.yolo import load_data_yaml, read_labels
-from xray_exp.evaluate import guide_accuracy
+from xray_exp.analysis.evaluate import guide_accuracy
 
 NAMES = ["knife", "dagger", "blade", "scissors", "SprayCans", "gun"]  # the synthetic data's classes
 # Per-class scores of the grid detector below: knife below the guide's 0.10 (it counts for mAP, whose
@@ -19,38 +17,12 @@ IMPORTABLE = {"PYTHONPATH": str(ROOT)}
 GRID_SCORES = [0.05, 0.6, 1e-4, 1e-4, 1e-4, 1e-4]
 
 
-def grid_detector(trained: Path, out: Path, box_px: float = 16, scores=GRID_SCORES) -> Path:
-    """A real checkpoint whose head ignores the image: every anchor predicts a box_px square with fixed
-    per-class scores.
-
-    A tiny CPU training reaches mAP50 = 0, which any evaluation would "match". This detector has a
-    small non-zero mAP50 that moves with the confidence threshold and the split, so a test comparing
-    it with Ultralytics' validation can fail, and its accuracy is known from the labels alone.
-    """
-    ckpt = torch.load(trained, weights_only=False)
-    head = ckpt["model"].model[-1]
-    with torch.no_grad():
-        for stride, box_branch, cls_branch in zip(head.stride.tolist(), head.cv2, head.cv3):
-            # DFL: the expected bin (in grid units) is each side's distance from the anchor centre.
-            distance = box_px / 2 / stride
-            low, frac = int(distance), distance - int(distance)
-            bins = torch.full((4, head.reg_max), -30.0)
-            bins[:, low] = math.log(max(1 - frac, 1e-12))
-            bins[:, low + 1] = math.log(max(frac, 1e-12))
-            box_branch[-1].weight.zero_()
-            box_branch[-1].bias.copy_(bins.flatten())
-            cls_branch[-1].weight.zero_()
-            cls_branch[-1].bias.copy_(torch.logit(torch.tensor(scores)))
-    torch.save(ckpt, out)
-    return out
-
-
 @pytest.fixture(scope="module")
 def weights(tiny_run, tmp_path_factory) -> Path:
     """best.pt of one tiny real training (built once for this module), turned into the grid detector."""
     tmp = tmp_path_factory.mktemp("eval")
     run_dir, _ = tiny_run
-    return grid_detector(run_dir / "weights" / "best.pt", tmp / "grid.pt")
+    return grid_detector(run_dir / "weights" / "best.pt", tmp / "grid.pt", GRID_SCORES)
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import tree_hashes
+from helpers import FIXTURES, tree_hashes
 from xray_exp.data.merge import load_aliases, merge_datasets, plan_merge, write_merge
 from xray_exp.errors import XrayExpError
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "cargoxray_labels"
+FIXTURE = FIXTURES / "cargoxray_labels"
 LUGGAGE_NAMES = ["blade", "Cans", "CartonDrinks", "dagger", "GlassBottle", "knife", "PlasticBottle", "scissors",
                  "SprayCans", "SwissArmyKnife", "Tin", "VacuumCup"]
 CARGO_NAMES = ["auto_parts", "bags", "bicycle", "car_wheels", "clothes", "fabrics", "lamps", "office_supplies",

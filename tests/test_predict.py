@@ -5,8 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_module
-from test_eval import grid_detector  # a checkpoint with known detections (a tiny training finds none)
+from helpers import grid_detector, run_module  # a checkpoint with known detections (a tiny training finds none)
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +13,7 @@ def weights(tiny_run, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("predict")
     run_dir, _ = tiny_run
     # Every anchor: a 32 px box, dagger at 0.6, knife at 0.05, the other classes near 0.
-    return grid_detector(run_dir / "weights" / "best.pt", tmp / "grid.pt", box_px=32)
+    return grid_detector(run_dir / "weights" / "best.pt", tmp / "grid.pt", [0.05, 0.6, 1e-4, 1e-4, 1e-4, 1e-4], box_px=32)
 
 
 @pytest.mark.slow

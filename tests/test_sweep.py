@@ -3,7 +3,6 @@
 Every sweep runs `python -m xray_exp -m search=path_a ...` as users do, with its sweep folder in tmp_path.
 """
 import csv
-import hashlib
 import json
 import os
 import signal
@@ -17,7 +16,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from conftest import ROOT, run_module
+from helpers import ROOT, run_cli, run_module, run_train, tree_hashes
+from xray_exp.study import TRIALS_FILE
 
 PATH_A = {"lr.lr0": 0.002, "augmentation.mosaic": 0.8, "augmentation.degrees": 10.0, "lr.warmup_epochs": 5.0}
 
@@ -37,13 +37,8 @@ def job_folders(sweep_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def folder_digest(folder: Path) -> dict[str, tuple[str, int]]:
-    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def read_trials_csv(sweep_dir: Path) -> list[dict]:
-    with (sweep_dir / "trials.csv").open() as f:
+    with (sweep_dir / TRIALS_FILE).open() as f:
         return list(csv.DictReader(f))
 
 
@@ -54,7 +49,7 @@ def resumed_sweep(tiny_overrides, tmp_path_factory) -> tuple[Path, dict]:
     first = run_module("xray_exp", *sweep_args(tiny_overrides, sweep_dir, "hydra.sweeper.n_trials=2"))
     assert first.returncode == 0, first.stderr[-3000:]
     assert job_folders(sweep_dir) == [0, 1]
-    before = {n: folder_digest(sweep_dir / str(n)) for n in (0, 1)}
+    before = {n: tree_hashes(sweep_dir / str(n), mtimes=True) for n in (0, 1)}
     again = run_module("xray_exp", *sweep_args(tiny_overrides, sweep_dir, "hydra.sweeper.n_trials=4"))
     assert again.returncode == 0, again.stderr[-3000:]
     return sweep_dir, before
@@ -67,7 +62,7 @@ def test_rerun_resumes_study_to_n_trials_total_and_records_every_trial(resumed_s
     assert [t.number for t in trials] == [0, 1, 2, 3]
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert job_folders(sweep_dir) == [0, 1, 2, 3]
-    assert {n: folder_digest(sweep_dir / str(n)) for n in (0, 1)} == before  # resume never rewrites a job
+    assert {n: tree_hashes(sweep_dir / str(n), mtimes=True) for n in (0, 1)} == before  # resume never rewrites a job
     assert trials[0].params == pytest.approx(PATH_A)  # the guide's configuration is always measured
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4  # resume did not replay draws
 
@@ -89,7 +84,7 @@ def test_rerun_resumes_study_to_n_trials_total_and_records_every_trial(resumed_s
 
 
 @pytest.mark.slow
-def test_compare_reads_a_real_sweep_folder_and_its_study(resumed_sweep, run_cli, tmp_path):
+def test_compare_reads_a_real_sweep_folder_and_its_study(resumed_sweep, tmp_path):
     sweep_dir, _ = resumed_sweep
     out = tmp_path / "table.csv"
     proc = run_cli("compare", str(sweep_dir), "--csv", str(out), "--plot", str(tmp_path / "plots"))
@@ -105,7 +100,7 @@ def test_compare_reads_a_real_sweep_folder_and_its_study(resumed_sweep, run_cli,
 
 
 @pytest.mark.slow
-def test_pruned_trials_stop_early_and_keep_results_and_weights(tiny_overrides, run_train, tmp_path):
+def test_pruned_trials_stop_early_and_keep_results_and_weights(tiny_overrides, tmp_path):
     sweep_dir = tmp_path / "sweep"
     # mAP50 never exceeds 1, so a lower threshold of 2 prunes every trial at its first judged epoch.
     proc = run_train(*sweep_args(tiny_overrides, sweep_dir, "epochs=3", "hydra.sweeper.n_trials=2",
@@ -126,7 +121,7 @@ def test_pruned_trials_stop_early_and_keep_results_and_weights(tiny_overrides, r
 
 
 @pytest.mark.slow
-def test_single_run_stops_at_unmet_gate(tiny_overrides, run_train, tmp_path):
+def test_single_run_stops_at_unmet_gate(tiny_overrides, tmp_path):
     run_dir = tmp_path / "run"
     proc = run_train(*tiny_overrides, "epochs=3", "monitor.gates=[[1,0.99]]", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -151,23 +146,23 @@ def test_trial_killed_mid_run_is_fail_on_rerun_and_budget_is_kept(tiny_overrides
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    kept = folder_digest(sweep_dir / "0")
+    kept = tree_hashes(sweep_dir / "0", mtimes=True)
     assert load_study(sweep_dir).trials[1].state == TrialState.RUNNING  # what kill -9 leaves behind
 
-    rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    rerun = run_train(*cmd[3:])
     assert rerun.returncode == 0, rerun.stderr[-3000:]
 
     trials = load_study(sweep_dir).trials
     states = [t.state for t in trials]
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     assert "interrupted" in trials[1].user_attrs["fail_reason"]
-    assert folder_digest(sweep_dir / "0") == kept
+    assert tree_hashes(sweep_dir / "0", mtimes=True) == kept
     assert job_folders(sweep_dir) == [0, 1, 2, 3]
     assert [r["state"] for r in read_trials_csv(sweep_dir)] == [s.name for s in states]
 
 
 @pytest.mark.slow
-def test_failed_trials_are_fail_with_reason_and_failure_rate_stops_the_sweep(tiny_overrides, run_train, tmp_path):
+def test_failed_trials_are_fail_with_reason_and_failure_rate_stops_the_sweep(tiny_overrides, tmp_path):
     sweep_dir = tmp_path / "sweep"
     broken = [*tiny_overrides, "optimizer.optimizer=NoSuchOptimizer"]
     tolerant = run_train(*sweep_args(broken, sweep_dir, "hydra.sweeper.n_trials=2",
@@ -186,7 +181,7 @@ def test_failed_trials_are_fail_with_reason_and_failure_rate_stops_the_sweep(tin
 
 
 @pytest.mark.slow
-def test_plain_grid_multirun_writes_one_run_folder_per_combination(tiny_overrides, run_train, tmp_path):
+def test_plain_grid_multirun_writes_one_run_folder_per_combination(tiny_overrides, tmp_path):
     """The issue's 3x3 grid (lr.lr0=0.001,0.002,0.005 x mosaic=0.5,0.8,1.0), shrunk to 2x2 at 1 epoch for time."""
     sweep_dir = tmp_path / "grid"
     proc = run_train("-m", *tiny_overrides, "epochs=1", "lr.lr0=0.001,0.005", "augmentation.mosaic=0.5,1.0",
@@ -204,7 +199,7 @@ def test_plain_grid_multirun_writes_one_run_folder_per_combination(tiny_override
 
 
 @pytest.mark.slow
-def test_sweep_cli_workers_share_one_study(tiny_overrides, run_cli, tmp_path):
+def test_sweep_cli_workers_share_one_study(tiny_overrides, tmp_path):
     sweep_dir = tmp_path / "sweep"
     proc = run_cli("sweep", "--workers", "2", "search=path_a", *tiny_overrides, "epochs=1",
                    f"hydra.sweep.dir={sweep_dir}", "hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=3")
@@ -220,7 +215,7 @@ def test_sweep_cli_workers_share_one_study(tiny_overrides, run_cli, tmp_path):
     assert (sweep_dir / "worker-0.log").is_file() and (sweep_dir / "worker-1.log").is_file()
 
 
-def test_sweep_cli_without_search_preset_is_one_line_error(run_cli):
+def test_sweep_cli_without_search_preset_is_one_line_error():
     proc = run_cli("sweep", "--workers", "2", "epochs=1")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [

@@ -1,22 +1,15 @@
 """`xray-exp data synth` as a user runs it: a real subprocess, exit codes and one-line errors."""
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-# The CLI's own entry point, run in a fresh interpreter (the same code the console script calls).
-CLI = "import sys; from xray_exp.cli import main; sys.exit(main())"
-
+from helpers import run_cli
 
 def synth(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", CLI, "data", "synth", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return run_cli("data", "synth", *args, timeout=120)
 
 
 def test_synth_builds_a_dataset_and_its_preview(tmp_path):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import tree_hashes
+from helpers import ROOT, tree_hashes
 from xray_exp.data import synthetic as syn
 from xray_exp.errors import XrayExpError
 
-REPO = Path(__file__).resolve().parents[1]
+
 
 
 def file_hashes(root: Path) -> dict[str, str]:
@@ -179,7 +179,7 @@ def test_two_concurrent_builds_leave_one_valid_dataset_and_no_temp_folders(tmp_p
             "logging.basicConfig(level=logging.INFO); "
             f"time.sleep(max(0, {start} - time.time())); "
             f"print(ensure_dataset(Path(sys.argv[1]), 150, 10, imgsz=64, seed=4))")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "ds")], cwd=REPO,
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "ds")], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs

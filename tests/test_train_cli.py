@@ -4,14 +4,12 @@ import json
 import math
 import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT, run_train
 from xray_exp.data.synthetic import CLASS_NAMES
 
 pytestmark = pytest.mark.slow
@@ -50,6 +48,15 @@ def test_metrics_json_objective_is_what_the_process_returned(tiny_run):
     assert set(m["per_class_ap50"]) <= set(CLASS_NAMES)
 
 
+@pytest.mark.slow
+def test_ultralytics_time_limit_is_reported_as_time_not_patience(tiny_overrides, tmp_path):
+    """Ultralytics' `time` (hours) ends training on the clock: that is not an early stop by patience."""
+    proc = run_train(*tiny_overrides, "epochs=3", "+ultralytics.time=0.00001", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["epochs_completed"] < 3 and m["stop_reason"] == "time"
+
+
 def test_best_epoch_is_the_epoch_with_the_best_objective(tiny_run):
     run_dir, _ = tiny_run
     m = json.loads((run_dir / "metrics.json").read_text())
@@ -61,18 +68,15 @@ def test_best_epoch_is_the_epoch_with_the_best_objective(tiny_run):
 
 def test_nothing_is_written_to_the_working_directory(tiny_run, tmp_path, tiny_overrides):
     """Offline and tidy: a run started in an empty folder leaves only its run folder there."""
-    from conftest import run_module
-
-    proc = run_module("xray_exp", *tiny_overrides, "epochs=1", "hydra.run.dir=run", cwd=tmp_path,
+    proc = run_train(*tiny_overrides, "epochs=1", "hydra.run.dir=run", cwd=tmp_path,
                       env={"PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
 def test_auto_optimizer_warns_before_training_and_strict_refuses(tiny_overrides, tmp_path):
-    args = [sys.executable, "-m", "xray_exp", *tiny_overrides, "optimizer=auto", "lr.lr0=0.005", "epochs=1"]
-    proc = subprocess.run([*args, f"hydra.run.dir={tmp_path / 'warn'}"], cwd=ROOT, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+    args = [*tiny_overrides, "optimizer=auto", "lr.lr0=0.005", "epochs=1"]
+    proc = run_train(*args, f"hydra.run.dir={tmp_path / 'warn'}", merge_output=True)
     assert proc.returncode == 0, proc.stdout[-3000:]
     out = proc.stdout
     warning = out.find("guard: lr.lr0=0.005: ignored under optimizer=auto")
@@ -81,8 +85,7 @@ def test_auto_optimizer_warns_before_training_and_strict_refuses(tiny_overrides,
     assert any("optimizer=auto" in line for line in m["ignored"])
     assert m["resolved"]["lr0"] != 0.005  # what Ultralytics really used
 
-    strict = subprocess.run([*args, "guards.strict=true", f"hydra.run.dir={tmp_path / 'strict'}"], cwd=ROOT,
-                            text=True, capture_output=True, timeout=600)
+    strict = run_train(*args, "guards.strict=true", f"hydra.run.dir={tmp_path / 'strict'}")
     assert strict.returncode != 0
     assert "guards.strict=true: lr.lr0=0.005: ignored under optimizer=auto" in strict.stderr
     assert not (tmp_path / "strict" / "results.csv").exists()  # refused before any epoch
@@ -92,10 +95,9 @@ def test_auto_optimizer_warns_before_training_and_strict_refuses(tiny_overrides,
 
 
 def test_guard_lists_every_setting_that_cannot_act(tiny_overrides, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "xray_exp", *tiny_overrides, "augmentation=aggressive", "+ultralytics.dropout=0.1",
-         "augmentation.copy_paste=0.3", "augmentation.close_mosaic=10", "guards.strict=true",
-         f"hydra.run.dir={tmp_path}"], cwd=ROOT, text=True, capture_output=True, timeout=600)
+    proc = run_train(*tiny_overrides, "augmentation=aggressive", "+ultralytics.dropout=0.1",
+                     "augmentation.copy_paste=0.3", "augmentation.close_mosaic=10", "guards.strict=true",
+                     f"hydra.run.dir={tmp_path}")
     assert proc.returncode != 0
     for needle in ("guard: dropout=0.1: no effect on detection", "guard: augmentation.copy_paste=0.3: needs polygon",
                    "guard: augmentation.mosaic=1.0: never used", "guard: augmentation.mixup=0.1: never used",
@@ -103,13 +105,13 @@ def test_guard_lists_every_setting_that_cannot_act(tiny_overrides, tmp_path):
         assert needle in proc.stdout + proc.stderr
 
 
-def test_typo_in_a_key_fails_with_the_closest_name(run_train):
+def test_typo_in_a_key_fails_with_the_closest_name():
     proc = run_train("lr.lr00=1")
     assert proc.returncode != 0
     assert proc.stderr.strip() == "xray_exp: error: unknown key 'lr.lr00'; did you mean 'lr0'?"
 
 
-def test_absent_explicit_weights_fail_at_once_naming_the_file(tiny_overrides, tmp_path, run_train):
+def test_absent_explicit_weights_fail_at_once_naming_the_file(tiny_overrides, tmp_path):
     missing = tmp_path / "nowhere" / "yolov8n.pt"
     started = time.perf_counter()
     proc = run_train(*tiny_overrides, f"model.weights={missing}", f"hydra.run.dir={tmp_path / 'run'}")
@@ -120,7 +122,7 @@ def test_absent_explicit_weights_fail_at_once_naming_the_file(tiny_overrides, tm
     assert not (tmp_path / "run" / "weights").exists()
 
 
-def test_missing_dataset_names_the_data_yaml_and_the_build_command(run_train, tmp_path):
+def test_missing_dataset_names_the_data_yaml_and_the_build_command(tmp_path):
     proc = run_train("dataset=luggage_xray", f"dataset.data={tmp_path}/absent/data.yaml", "model=yolov8n",
                      f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2
@@ -129,7 +131,7 @@ def test_missing_dataset_names_the_data_yaml_and_the_build_command(run_train, tm
 
 def test_weights_auto_picks_up_models_dir(tiny_run, tiny_overrides, tmp_path):
     """A user drops COCO weights into models/<name>.pt: auto fine-tunes from them (here: a tiny run's best.pt)."""
-    from conftest import run_module
+    from helpers import run_module
 
     run_dir, _ = tiny_run
     (tmp_path / "models").mkdir()

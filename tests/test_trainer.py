@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import xray_exp  # noqa: F401  (offline environment before Ultralytics)
-from xray_exp.trainer import trainer_for
+from xray_exp.run.trainer import trainer_for
 
 # Epoch 1 is best by mAP50, epoch 2 by mAP50-95 (Ultralytics' fitness in 8.4).
 EPOCHS = [{"metrics/mAP50(B)": 0.5, "metrics/mAP50-95(B)": 0.1, "fitness": 0.1},

@@ -10,17 +10,17 @@ from hydra_plugins.xray_exp_sweeper.xray_optuna_sweeper import XrayOptunaSweeper
 from omegaconf import DictConfig
 
 from xray_exp.errors import XrayExpError
-from xray_exp.settings import check_override_keys
+from xray_exp.run.train_args import check_override_keys
 
 log = logging.getLogger("xray_exp")
-# Hydra's plugin scan misses editable installs (HYDRA_NOTES.md): register our sweeper explicitly.
+# Hydra's plugin scan misses editable installs (docs/hydra.md): register our sweeper explicitly.
 Plugins.instance().register(XrayOptunaSweeper)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def task(cfg: DictConfig) -> float:
     """Hydra task: the return value is the objective a sweeper maximises."""
-    from xray_exp.train import train
+    from xray_exp.run.train import train
 
     hc = HydraConfig.get()
     try:

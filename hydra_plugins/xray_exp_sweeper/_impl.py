@@ -6,7 +6,7 @@ hides the trial from the job, and never tells PRUNED. Here:
 - `n_trials` is the study's total: COMPLETE + PRUNED + RUNNING trials count, FAIL ones do not.
 - A trial's job folder is its trial number, so folders continue across resumes and workers.
 - Trials left RUNNING by a sweep process that is gone (kill -9) are told FAIL on the next start.
-- The job gets `trial.number/storage/study_name` and reports each epoch itself (xray_exp/trial.py);
+- The job gets `trial.number/storage/study_name` and reports each epoch itself (xray_exp/run/trial_hook.py);
   the job's metrics.json says whether it stopped early (pruned / gate -> PRUNED).
 """
 import csv
@@ -29,21 +29,16 @@ from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_p
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from xray_exp.atomic import write_text
 from xray_exp.errors import XrayExpError
-from xray_exp.run_folder import read_metrics
+from xray_exp.files import write_text
+from xray_exp.run.run_folder import read_metrics
+from xray_exp.study import (BEST_FILE, OWNER_ATTR, PRUNER_ATTR, TRIALS_FILE, default_storage,
+                            set_trial_user_attrs)
 
 log = logging.getLogger(__name__)
 # Optuna's schema check on an existing study logs every alembic plugin at INFO into the sweep log.
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
-STORAGE_FILE = "study.db"     # default storage: sqlite in the sweep folder
-TRIALS_FILE = "trials.csv"
-BEST_FILE = "best.yaml"
-# Optuna keeps no pruner in its storage: the job rebuilds the sweeper's pruner from this system attr.
-PRUNER_ATTR = "xray_exp:pruner"
-# Which sweep process runs the trial, so a later start can tell a dead owner from a live worker.
-OWNER_ATTR = "xray_exp:owner"
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 EARLY_STOPS = ("pruned", "gate")  # metrics.json stop reasons told to Optuna as PRUNED
 RESULT_ATTRS = ("epochs_completed", "wall_s", "stop_reason", "fail_reason", "run_dir")
@@ -65,7 +60,7 @@ class XrayOptunaSweeperImpl(OptunaSweeperImpl):
         distributions, fixed = self._search_space(arguments)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        self.storage = self.storage or f"sqlite:///{sweep_dir / STORAGE_FILE}"
+        self.storage = self.storage or default_storage(sweep_dir)
         study = optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=self.sampler,
                                     pruner=self.pruner, direction=self._get_directions()[0], load_if_exists=True)
         self.study_name = study.study_name
@@ -152,9 +147,7 @@ class XrayOptunaSweeperImpl(OptunaSweeperImpl):
 
     def _tell(self, number: int, state: TrialState, value: Optional[float], attrs: Dict[str, Any]) -> None:
         study = self._load()
-        trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-        for key, val in attrs.items():
-            study._storage.set_trial_user_attr(trial_id, key, val)
+        set_trial_user_attrs(study, number, attrs)
         study.tell(number, value, state=state)  # PRUNED takes the last reported epoch's value
 
     def _fail_orphans(self, study: optuna.Study) -> None:

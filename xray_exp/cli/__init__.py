@@ -10,18 +10,19 @@ EXIT_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from xray_exp.cli import compare, dataset, synth, sweep
+    from xray_exp.cli import compare, data, evaluate, predict, sweep
 
     parser = argparse.ArgumentParser(
         prog="xray-exp",
         description="Experiment tools for YOLO detectors on X-ray scans. "
                     "Training itself: python -m xray_exp [hydra overrides].")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    data = verbs.add_parser("data", help="build, merge, convert and audit YOLO datasets")
-    data_verbs = data.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
-    synth.register(data_verbs)
-    dataset.register(data_verbs)
+    data_group = verbs.add_parser("data", help="build, merge, convert and audit YOLO datasets")
+    data_verbs = data_group.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
+    data.register(data_verbs)
     compare.register(verbs)
+    evaluate.register(verbs)
+    predict.register(verbs)
     sweep.register(verbs)
     return parser
 

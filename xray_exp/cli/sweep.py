@@ -10,12 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+from xray_exp import CONF_DIR
 from xray_exp.errors import XrayExpError
+from xray_exp.study import TRIALS_FILE, default_storage
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
-SWEEPER_TARGET = "hydra_plugins.xray_exp_sweeper.xray_optuna_sweeper.XrayOptunaSweeper"
 SEED_STRIDE = 10007  # worker k samples with seed + k * stride: workers do not repeat each other's draws
 
 
@@ -38,7 +38,9 @@ def handle(args) -> int:
             break  # worker 0 ended before the study existed: the others would fail the same way
         procs.append(_start_worker(plan, args.overrides, k))
     codes = [p.wait() for p in procs]
-    log.info(f"study {plan['study_name']}: {plan['dir'] / 'trials.csv'} (worker exit codes {codes})")
+    for p in procs:
+        p.log.close()
+    log.info(f"study {plan['study_name']}: {plan['dir'] / TRIALS_FILE} (worker exit codes {codes})")
     return next((c for c in codes if c != 0), 0)
 
 
@@ -46,18 +48,18 @@ def sweep_plan(overrides: list[str]) -> dict:
     """Study name, sweep folder, storage URL and sampler seed the workers must share."""
     from hydra import compose, initialize_config_dir
 
-    import hydra_plugins.xray_exp_sweeper.config  # noqa: F401  (the xray_optuna config schema)
+    from hydra_plugins.xray_exp_sweeper.config import XrayOptunaSweeperConf
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
-    if sweeper.get("_target_") != SWEEPER_TARGET:
+    if sweeper.get("_target_") != XrayOptunaSweeperConf._target_:
         raise XrayExpError("xray-exp sweep needs the xray_optuna sweeper: add a search preset (e.g. search=path_a)")
     if not sweeper.study_name:
         raise XrayExpError("xray-exp sweep needs hydra.sweeper.study_name: workers share the study by name")
     sweep_dir = Path(cfg.hydra.sweep.dir).resolve()
     return {"study_name": sweeper.study_name, "dir": sweep_dir,
-            "storage": sweeper.storage or f"sqlite:///{sweep_dir / 'study.db'}", "seed": sweeper.sampler.get("seed")}
+            "storage": sweeper.storage or default_storage(sweep_dir), "seed": sweeper.sampler.get("seed")}
 
 
 def _start_worker(plan: dict, overrides: list[str], k: int) -> subprocess.Popen:
@@ -67,7 +69,9 @@ def _start_worker(plan: dict, overrides: list[str], k: int) -> subprocess.Popen:
         cmd.append(f"hydra.sweeper.sampler.seed={int(plan['seed']) + k * SEED_STRIDE}")
     out = (plan["dir"] / f"worker-{k}.log").open("w")
     log.info(f"worker {k}: {' '.join(cmd[1:])} > {out.name}")
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    proc.log = out  # closed by handle() once the worker ended
+    return proc
 
 
 def _wait_for_study(plan: dict, first: subprocess.Popen) -> bool:

@@ -19,7 +19,7 @@ from PIL import Image
 from xray_exp.data.yolo import (SPLITS, LabelError, YoloDataset, label_lines, load_data_yaml, parse_line,
                                 split_key)
 from xray_exp.errors import XrayExpError
-from xray_exp.gallery import draw_boxes, write_grid
+from xray_exp.analysis.gallery import draw_boxes, write_grid
 
 log = logging.getLogger(__name__)
 

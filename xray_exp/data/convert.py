@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from xray_exp.atomic import building_dir
+from xray_exp.files import building_dir
 from xray_exp.data.yolo import SPLITS, FilePlacer, check_output_dir, split_key, write_data_yaml
 from xray_exp.errors import XrayExpError
 

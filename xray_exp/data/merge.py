@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import yaml
 
-from xray_exp.atomic import building_dir
+from xray_exp.files import building_dir, read_yaml
 from xray_exp.data.yolo import (SPLITS, FilePlacer, Label, Sample, YoloDataset, check_output_dir,
                                 load_data_yaml, read_labels, write_data_yaml)
 from xray_exp.errors import XrayExpError
@@ -93,11 +92,9 @@ def load_aliases(path: str | Path) -> dict[str, str]:
     """An alias file: a YAML mapping synonym → canonical name (`SprayCans: spray_can`), keys casefolded."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path)
     except FileNotFoundError:
         raise XrayExpError(f"{path}: alias file not found") from None
-    except yaml.YAMLError as e:
-        raise XrayExpError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise XrayExpError(f"{path}: expected a mapping of synonym: canonical_name")
     return {str(k).casefold(): v for k, v in data.items()}

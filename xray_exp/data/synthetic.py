@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import yaml
 
-from xray_exp.atomic import building_dir, write_text
+from xray_exp.files import building_dir, write_text
 from xray_exp.errors import XrayExpError
 
 log = logging.getLogger(__name__)
@@ -131,9 +131,8 @@ def detector(att: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     Returns the measured attenuation map; the noise is larger where fewer photons arrive.
     """
-    h = att.shape[0]
     t = transmission(att)
-    sigma = max(0.5, h / 900)  # ~0.7 px at 640: the scanner's point spread, not a visible blur
+    sigma = max(0.5, min(att.shape[:2]) / 900)  # ~0.7 px at 640: the scanner's point spread, not a visible blur
     t = cv2.GaussianBlur(t, (0, 0), sigma)
     # Zero-mean, unit-variance bell-shaped noise from two uniforms: twice as fast as standard_normal
     # (the single largest cost of an image) and indistinguishable after 8-bit quantisation.
@@ -341,13 +340,14 @@ def render_threat(threat: Threat) -> Layer:
     return Layer(att, footprint, int(x0), int(y0), FOOTPRINT_SUPERSAMPLE)
 
 
-def label_for(layer: Layer, cls: int, imgsz: int) -> tuple[int, float, float, float, float] | None:
+def label_for(layer: Layer, cls: int, imgsz: int | Sequence[int]) -> tuple[int, float, float, float, float] | None:
     """YOLO label (cls, xc, yc, w, h) of the footprint's part inside the image, or None when more
     than 70 % of it lies outside."""
+    width, height = image_size(imgsz)
     ss = layer.ss
     fx0, fy0 = layer.x0 * ss, layer.y0 * ss  # the footprint's top-left, in fine pixels of the image
     ix0, iy0 = max(0, -fx0), max(0, -fy0)  # the part of the footprint inside the image
-    ix1, iy1 = min(layer.footprint.shape[1], imgsz * ss - fx0), min(layer.footprint.shape[0], imgsz * ss - fy0)
+    ix1, iy1 = min(layer.footprint.shape[1], width * ss - fx0), min(layer.footprint.shape[0], height * ss - fy0)
     inside = layer.footprint[iy0:max(iy0, iy1), ix0:max(ix0, ix1)]
     total = np.count_nonzero(layer.footprint)
     if total == 0 or np.count_nonzero(inside) < MIN_VISIBLE * total:
@@ -355,17 +355,18 @@ def label_for(layer: Layer, cls: int, imgsz: int) -> tuple[int, float, float, fl
     cols, rows = np.flatnonzero(inside.any(axis=0)), np.flatnonzero(inside.any(axis=1))
     x1, x2 = (fx0 + ix0 + cols[0]) / ss, (fx0 + ix0 + cols[-1] + 1) / ss  # fine-pixel edges
     y1, y2 = (fy0 + iy0 + rows[0]) / ss, (fy0 + iy0 + rows[-1] + 1) / ss
-    return (cls, (x1 + x2) / 2 / imgsz, (y1 + y2) / 2 / imgsz, (x2 - x1) / imgsz, (y2 - y1) / imgsz)
+    return (cls, (x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height)
 
 
-def render(threats: Sequence[Threat], imgsz: int, background: np.ndarray | None = None,
+def render(threats: Sequence[Threat], imgsz: int | Sequence[int], background: np.ndarray | None = None,
            rng: np.random.Generator | None = None) -> tuple[np.ndarray, list[tuple]]:
     """Compose threats over a background attenuation map and render it.
 
     Returns the BGR uint8 image and its YOLO labels. Without rng the detector is ideal (no blur, no
     noise), which is what tests use to compare pixels with labels.
     """
-    att = np.zeros((imgsz, imgsz, 2), np.float32) if background is None else background.copy()
+    width, height = image_size(imgsz)
+    att = np.zeros((height, width, 2), np.float32) if background is None else background.copy()
     labels = []
     for threat in threats:
         layer = render_threat(threat)
@@ -407,8 +408,8 @@ def _stamp(att: np.ndarray, contours: Sequence[np.ndarray], material: Material, 
     allpts = np.concatenate(contours)
     x0, y0 = (np.floor(allpts.min(0)) - 1).astype(int)
     x1, y1 = (np.ceil(allpts.max(0)) + 1).astype(int)
-    n = att.shape[0]
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, n), min(y1, n)
+    h, w = att.shape[:2]
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if x1 <= x0 or y1 <= y0:
         return
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
@@ -432,11 +433,12 @@ def _add_sparse(att: np.ndarray, mask: np.ndarray, thickness: float, material: M
 
 
 def _cable(rng: np.random.Generator, att: np.ndarray, n: int) -> None:
-    """A cable: a wandering polyline, plastic insulation around a copper core."""
+    """A cable: a wandering polyline, plastic insulation around a copper core (n: the shorter side)."""
+    wh = np.array(att.shape[1::-1], float)
     steps = rng.integers(8, 16)
     heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, 0.35, steps))
     seg = n * rng.uniform(0.03, 0.06)
-    pts = rng.uniform(0.15, 0.85, 2) * n + np.cumsum(np.stack([np.cos(heading), np.sin(heading)], 1) * seg, 0)
+    pts = rng.uniform(0.15, 0.85, 2) * wh + np.cumsum(np.stack([np.cos(heading), np.sin(heading)], 1) * seg, 0)
     width = max(2, round(n * rng.uniform(0.008, 0.015)))
     mask = np.zeros(att.shape[:2], np.uint8)
     poly = [np.round((pts - 0.5) * 16).astype(np.int32)]
@@ -447,13 +449,19 @@ def _cable(rng: np.random.Generator, att: np.ndarray, n: int) -> None:
     _add_sparse(att, core, 0.6, COPPER)
 
 
-def _bag(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Background: a bag (fabric, piping, trolley rails) and clutter, as an attenuation map."""
-    att = np.zeros((n, n, 2), np.float32)
-    m0, m1 = rng.uniform(0.0, 0.08, 2) * n, n - rng.uniform(0.0, 0.08, 2) * n
+def _bag(rng: np.random.Generator, imgsz: int | Sequence[int]) -> np.ndarray:
+    """Background: a bag (fabric, piping, trolley rails) and clutter, as an attenuation map.
+
+    Positions scale with the width and height, sizes with the shorter side (n), so a square scan is
+    drawn exactly as before non-square ones existed.
+    """
+    width, height = image_size(imgsz)
+    n, wh = min(width, height), np.array([width, height], float)
+    att = np.zeros((height, width, 2), np.float32)
+    m0, m1 = rng.uniform(0.0, 0.08, 2) * wh, wh - rng.uniform(0.0, 0.08, 2) * wh
     outline = _round_rect(m0[0], m0[1], m1[0], m1[1], n * 0.06)
     _stamp(att, [outline], ORGANIC, rng.uniform(3, 6), texture=(rng, 0.7, 0.6, 4))
-    piping = np.zeros((n, n), np.uint8)
+    piping = np.zeros((height, width), np.uint8)
     cv2.polylines(piping, [np.round((outline - 0.5) * 16).astype(np.int32)], True, 255,
                   max(1, n // 200), cv2.LINE_AA, 4)
     _add_sparse(att, piping, 0.8, STEEL)
@@ -465,14 +473,14 @@ def _bag(rng: np.random.Generator, n: int) -> np.ndarray:
                     else _rect(m0[0], c[1] - n * 0.012, m1[0], c[1] + n * 0.012))
             _stamp(att, [tube], ALUMINIUM, 14.0, "shell")
     for _ in range(rng.integers(2, 6)):  # clothes
-        c = rng.uniform(0.15, 0.85, 2) * n
+        c = rng.uniform(0.15, 0.85, 2) * wh
         r = n * rng.uniform(0.12, 0.3)
         _stamp(att, [_blob(rng, c[0], c[1], r)], ORGANIC, rng.uniform(8, 30),
                texture=(rng, 0.4, 1.2, 6))
     for _ in range(rng.integers(0, 3)):  # cables
         _cable(rng, att, n)
     for _ in range(rng.integers(0, 3)):  # plastic bottles of liquid: organic, unlike the metal spray cans
-        c, L, a = rng.uniform(0.2, 0.8, 2) * n, n * rng.uniform(0.2, 0.35), rng.uniform(0, np.pi)
+        c, L, a = rng.uniform(0.2, 0.8, 2) * wh, n * rng.uniform(0.2, 0.35), rng.uniform(0, np.pi)
         body = _round_rect(-0.5, -0.16, 0.25, 0.16, 0.08)
         neck = _round_rect(0.2, -0.07, 0.5, 0.07, 0.02)
         rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) * L
@@ -480,7 +488,7 @@ def _bag(rng: np.random.Generator, n: int) -> np.ndarray:
         _stamp(att, [body @ rot.T + c], ORGANIC, 60.0, "cylinder")
         _stamp(att, [neck @ rot.T + c], mat, 12.0 if mat is ORGANIC else 3.0, "shell")
     for _ in range(rng.integers(0, 3)):  # electronics: a shell with boards and battery cells inside
-        c, a = rng.uniform(0.2, 0.8, 2) * n, rng.uniform(0, np.pi)
+        c, a = rng.uniform(0.2, 0.8, 2) * wh, rng.uniform(0, np.pi)
         sx, sy = n * rng.uniform(0.1, 0.28), n * rng.uniform(0.06, 0.16)
         rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
         _stamp(att, [_round_rect(-sx, -sy, sx, sy, n * 0.01) @ rot.T + c],
@@ -491,22 +499,25 @@ def _bag(rng: np.random.Generator, n: int) -> np.ndarray:
             _stamp(att, [_rect(px, py, qx, qy) @ rot.T + c], COPPER if rng.random() < 0.3 else GLASS,
                    rng.uniform(0.3, 2.5))
     for _ in range(rng.integers(0, 4)):  # coins, zip pulls, buckles: small metal
-        c = rng.uniform(0.1, 0.9, 2) * n
+        c = rng.uniform(0.1, 0.9, 2) * wh
         r = n * rng.uniform(0.01, 0.025)
         _stamp(att, [_ellipse(c[0], c[1], r, r * rng.uniform(0.5, 1.0), 16)], STEEL, rng.uniform(1, 2))
     return att
 
 
-def sample_threats(rng: np.random.Generator, imgsz: int) -> list[Threat]:
-    """0–3 threats at random class, place, size, rotation, mirror and thickness; ~15 % of scans have none."""
+def sample_threats(rng: np.random.Generator, imgsz: int | Sequence[int]) -> list[Threat]:
+    """0–3 threats at random class, place, size, rotation, mirror and thickness; ~15 % of scans have none.
+
+    Lengths are fractions of the shorter side, positions of the width and height."""
+    width, height = image_size(imgsz)
     if rng.random() < 0.15:
         return []
     threats = []
     for _ in range(1 + rng.binomial(2, 0.35)):
         cls = int(rng.integers(len(CLASS_NAMES)))
         lo, hi = LENGTH_RANGE[CLASS_NAMES[cls]]
-        threats.append(Threat(cls, cx=float(rng.uniform(0.1, 0.9) * imgsz), cy=float(rng.uniform(0.1, 0.9) * imgsz),
-                              length=float(rng.uniform(lo, hi) * imgsz), angle=float(rng.uniform(0, 360)),
+        threats.append(Threat(cls, cx=float(rng.uniform(0.1, 0.9) * width), cy=float(rng.uniform(0.1, 0.9) * height),
+                              length=float(rng.uniform(lo, hi) * min(width, height)), angle=float(rng.uniform(0, 360)),
                               mirror=bool(rng.random() < 0.5), thickness=float(rng.uniform(0.8, 1.4)),
                               variant=int(rng.integers(N_VARIANTS))))
     return threats
@@ -517,20 +528,32 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS.index(split), index])
 
 
-def generate_image(seed: int, split: str, index: int, imgsz: int) -> tuple[np.ndarray, list[tuple]]:
-    """One synthetic scan (BGR uint8) and its YOLO labels."""
+def generate_image(seed: int, split: str, index: int, imgsz: int | Sequence[int]) -> tuple[np.ndarray, list[tuple]]:
+    """One synthetic scan (BGR uint8) and its YOLO labels; imgsz is a square's side or (width, height)."""
     rng = image_rng(seed, split, index)
     background = _bag(rng, imgsz)
     return render(sample_threats(rng, imgsz), imgsz, background, rng)
 
 
 # ---------------------------------------------------------------- dataset
-def _params(n_train: int, n_val: int, n_test: int, imgsz: int, seed: int) -> dict:
+def image_size(imgsz: int | Sequence[int]) -> tuple[int, int]:
+    """(width, height) of a size given as a square's side or as (width, height)."""
+    if isinstance(imgsz, (int, np.integer)):
+        return int(imgsz), int(imgsz)
+    width, height = imgsz
+    return int(width), int(height)
+
+
+def _params(n_train: int, n_val: int, n_test: int, imgsz: int | Sequence[int], seed: int) -> dict:
     for name, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         if not isinstance(n, int) or n < 0:
             raise XrayExpError(f"{name} must be a whole number >= 0, got {n!r}")
-    if not isinstance(imgsz, int) or not MIN_IMGSZ <= imgsz <= MAX_IMGSZ:
-        raise XrayExpError(f"imgsz must be a whole number of pixels from {MIN_IMGSZ} to {MAX_IMGSZ}, got {imgsz!r}")
+    sides = [imgsz] if isinstance(imgsz, int) else list(imgsz) if isinstance(imgsz, (list, tuple)) else [None]
+    if len(sides) not in (1, 2) or not all(isinstance(s, int) and MIN_IMGSZ <= s <= MAX_IMGSZ for s in sides):
+        raise XrayExpError(f"imgsz must be a whole number of pixels from {MIN_IMGSZ} to {MAX_IMGSZ} (or a "
+                           f"[width, height] pair of them), got {imgsz!r}")
+    # A square stays one number, so data.yaml and the check in ensure_dataset read as before.
+    imgsz = sides[0] if len(set(sides)) == 1 else sides
     if not isinstance(seed, int):
         raise XrayExpError(f"seed must be a whole number, got {seed!r}")
     return {"generator": "xray_exp.data.synthetic", "version": GENERATOR_VERSION,
@@ -590,7 +613,7 @@ def _build(out: Path, params: dict, force: bool) -> Path:
     total = sum(params[f"n_{s}"] for s in SPLITS)
     try:
         with building_dir(out, force=force) as tmp:
-            log.info("building synthetic dataset: %d images at %d px (seed %d) into %s",
+            log.info("building synthetic dataset: %d images at %s px (seed %d) into %s",
                      total, params["imgsz"], params["seed"], out)
             n_labels = _generate_into(tmp, params)
             write_text(tmp / "data.yaml", _data_yaml_text(out, params))
@@ -607,9 +630,11 @@ def _check_target(out: Path) -> None:
         raise XrayExpError(f"{out} exists and is not a folder: choose another path")
 
 
-def build_dataset(out: Path, n_train: int, n_val: int, n_test: int = 0, imgsz: int = 640, seed: int = 0,
-                  force: bool = False) -> Path:
+def build_dataset(out: Path, n_train: int, n_val: int, n_test: int = 0, imgsz: int | Sequence[int] = 640,
+                  seed: int = 0, force: bool = False) -> Path:
     """Write a synthetic YOLO dataset to out (atomically: all of it or nothing); returns out/data.yaml.
+
+    imgsz is the side of square scans or [width, height] for non-square ones.
 
     An existing non-empty out is replaced only with force=True, and only once the new one is complete.
     """

@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 import yaml
 
 from xray_exp.errors import XrayExpError
+from xray_exp.files import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +178,7 @@ def load_data_yaml(path: str | Path) -> YoloDataset:
     path = Path(path)
     if not path.is_file():
         raise XrayExpError(f"{path}: data.yaml not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise XrayExpError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise XrayExpError(f"{path}: expected a mapping with names and train/val paths")
     names = _names(path, data)

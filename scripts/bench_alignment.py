@@ -1,0 +1,152 @@
+"""Measure the audit's alignment check on synthetic scans with exact labels (docs/alignment.md).
+
+For every (size, seed) it builds a synthetic dataset, checks the labels as generated (any finding is a
+false alarm), then the same images with labels rewritten by each conversion mistake (named right,
+named wrong, or silent) and with one class transposed among correct ones. Last, the check's time on
+1,000 images. Mistakes are written here from their definitions, not from the check's own corrections.
+Run:
+    .venv/bin/python scripts/bench_alignment.py [--seeds 5] [--images 200] [--time-images 1000]
+"""
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs without installing the package
+from xray_exp.data.alignment import DEFAULT_SAMPLE, check_alignment  # noqa: E402
+from xray_exp.data.synthetic import CLASS_NAMES, build_dataset  # noqa: E402
+from xray_exp.data.yolo import label_lines, parse_line  # noqa: E402
+
+SIZES = [96, 160, 320, 640, (320, 192), (192, 320)]
+S = 1.024  # <loc> values over 1000 where they are 1024 bins
+
+
+def _clip(xc, yc, w, h):
+    x1, y1, x2, y2 = max(xc - w / 2, 0.0), max(yc - h / 2, 0.0), min(xc + w / 2, 1.0), min(yc + h / 2, 1.0)
+    return (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+
+
+MAKE = {  # mistake → what it does to a true box; the key is the name the check should give
+    "transposed": lambda xc, yc, w, h: (yc, xc, h, w),
+    "flipped vertically": lambda xc, yc, w, h: (xc, 1 - yc, w, h),
+    "flipped horizontally": lambda xc, yc, w, h: (1 - xc, yc, w, h),
+    "shifted half a box up-left": lambda xc, yc, w, h: (xc - w / 2, yc - h / 2, w, h),
+    "shifted half a box down-right": lambda xc, yc, w, h: (xc + w / 2, yc + h / 2, w, h),
+    "scaled by 1024/1000": lambda xc, yc, w, h: (xc * S, yc * S, w * S, h * S),
+    "scaled by 1000/1024": lambda xc, yc, w, h: (xc / S, yc / S, w / S, h / S),
+}
+# The guide's converter does two things at once; the check should name the one that matters.
+GUIDE = "transposed + per 1000 (the guide's converter)"
+MAKE_EXTRA = {GUIDE: ("transposed", lambda *b: MAKE["transposed"](*MAKE["scaled by 1024/1000"](*b)))}
+
+
+def relabel(data_yaml: Path, out: Path, make, only_class: int | None = None) -> Path:
+    """The dataset's images (hard links) with every box (or one class's boxes) rewritten by `make`."""
+    src = data_yaml.parent
+    for split in (src / "images").iterdir():  # empty split folders too: data.yaml names them
+        (out / "images" / split.name).mkdir(parents=True)
+    for img in (src / "images").rglob("*.jpg"):
+        os.link(img, out / img.relative_to(src))
+    for label in (src / "labels").rglob("*.txt"):
+        rows = []
+        for i, text in label_lines(label):
+            lb = parse_line(text, i)
+            box = lb.box() if only_class not in (None, lb.cls) else _clip(*make(*lb.box()))
+            rows.append(f"{lb.cls} " + " ".join(f"{v:.6f}" for v in box) + "\n")
+        dst = out / label.relative_to(src)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text("".join(rows))
+    doc = yaml.safe_load(data_yaml.read_text())
+    doc["path"] = str(out)
+    (out / "data.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out / "data.yaml"
+
+
+def outcome(report, expected: str, cls: int | None = None) -> str:
+    named = [(s.mistake.name, s.cls) for s in report.suspicions]
+    if not named:
+        return "silent"
+    return "named" if named == [(expected, cls)] else "wrong: " + ", ".join(f"{n} (class {c})" for n, c in named)
+
+
+def size_name(size) -> str:
+    return f"{size}x{size}" if isinstance(size, int) else f"{size[0]}x{size[1]}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=5, help="datasets per size")
+    ap.add_argument("--images", type=int, default=DEFAULT_SAMPLE, help="images per dataset")
+    ap.add_argument("--sample", type=int, default=DEFAULT_SAMPLE, help="images the check samples")
+    ap.add_argument("--sizes", default=",".join(size_name(s) for s in SIZES), help="WxH,... (default: %(default)s)")
+    ap.add_argument("--time-images", type=int, default=1000, help="images in the timing run (0: skip)")
+    ap.add_argument("--time-size", type=int, default=640)
+    ap.add_argument("--work", type=Path, help="keep the datasets here (default: a temp folder, removed)")
+    args = ap.parse_args()
+    sizes = [(int(w), int(h)) for w, h in (s.split("x") for s in args.sizes.split(","))]
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_alignment_"))
+    results: dict[str, Counter] = defaultdict(Counter)  # row → outcome counts
+    shares: dict[str, list[float]] = defaultdict(list)
+    false_alarms = []
+    start = time.perf_counter()
+    try:
+        for w, h in sizes:
+            for seed in range(args.seeds):
+                tag = f"{w}x{h}_s{seed}"
+                imgsz = w if w == h else [w, h]
+                data = build_dataset(work / tag / "correct", n_train=args.images, n_val=0, imgsz=imgsz, seed=100 + seed)
+                ok = check_alignment(data, args.sample)
+                results["correct labels"]["silent" if not ok.suspicions else "false alarm"] += 1
+                false_alarms += [f"{tag}: {s.message(CLASS_NAMES)}" for s in ok.suspicions]
+                rows = [(m, m, f, None) for m, f in MAKE.items()]
+                rows += [(row, m, f, None) for row, (m, f) in MAKE_EXTRA.items()]
+                top = max(ok.class_boxes, key=ok.class_boxes.get)
+                rows.append(("one class transposed", "transposed", MAKE["transposed"], top))
+                for row, expected, make, cls in rows:
+                    out = work / tag / row.replace(" ", "_").replace("/", "-")
+                    report = check_alignment(relabel(data, out, make, cls), args.sample)
+                    results[row][outcome(report, expected, cls)] += 1
+                    tallies = report.tallies if cls is None else report.class_tallies[cls]
+                    shares[row].append(tallies[expected].share)
+                    shutil.rmtree(out)
+                print(f"{tag}: done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+                shutil.rmtree(work / tag)
+        n = len(sizes) * args.seeds
+        print(f"\n{n} datasets ({', '.join(f'{w}x{h}' for w, h in sizes)}; {args.seeds} seeds each), "
+              f"{args.images} images each, check sample {args.sample}\n")
+        print("| labels | named right | silent | false alarm or wrong name | median share favouring the truth |")
+        print("|---|---|---|---|---|")
+        for row, counts in results.items():
+            wrong = sum(v for k, v in counts.items() if k.startswith("wrong") or k == "false alarm")
+            med = f"{statistics.median(shares[row]):.2f}" if shares[row] else "–"
+            print(f"| {row} | {counts['named']}/{n} | {counts['silent']}/{n} | {wrong}/{n} | {med} |")
+        for line in false_alarms:
+            print(f"false alarm: {line}")
+        for row, counts in results.items():
+            for k, v in counts.items():
+                if k.startswith("wrong"):
+                    print(f"{row}: {k} ×{v}")
+        if args.time_images:
+            data = build_dataset(work / "timing", n_train=args.time_images, n_val=0, imgsz=args.time_size, seed=7)
+            for sample in (args.time_images, DEFAULT_SAMPLE):
+                times = []
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    report = check_alignment(data, sample)
+                    times.append(time.perf_counter() - t0)
+                print(f"time: {report.images} images ({report.boxes} boxes) at {args.time_size} px: best "
+                      f"{min(times):.2f} s, median {statistics.median(times):.2f} s of 3")
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
