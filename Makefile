@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: install demo test test-fast bench-overhead bench-synth bench-learnability bench-merge bench-pruning data-merged clean
+.PHONY: install demo test test-fast bench-overhead bench-synth bench-learnability bench-merge bench-pruning bench-alignment data-merged clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ bench-merge: install
 
 bench-pruning: install
 	$(PY) scripts/bench_pruning.py --trials 16 --startup 2 --warmup 1
+
+bench-alignment: install
+	$(PY) scripts/bench_alignment.py --seeds 5 --images 200 --time-images 1000
 
 data-merged: install
 	$(PY) -m xray_exp.cli data merge data/luggage_xray_yolo/data.yaml data/cargoxray_yolo/data.yaml --out data/merged_xray_yolo --yes

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
+from helpers import run_cli
 from xray_exp.data import convert as convert_mod
 from xray_exp.data.alignment import MISTAKE_NAMES, check_alignment, score_image
+from xray_exp.data.audit import audit_dataset
 from xray_exp.data.convert import convert
 from xray_exp.data.synthetic import Threat, build_dataset, render
 from xray_exp.data.yolo import label_lines, load_data_yaml, parse_line
@@ -143,6 +145,33 @@ def test_dataset_without_boxes_says_so(tmp_path):
     assert report.describe(["knife"]) == ["alignment: no boxes in 0 sampled images to check"]
 
 
+# ---- in the audit ---------------------------------------------------------------------------------------
+
+def test_audit_cli_warns_on_transposed_labels_strict_makes_it_an_error_and_it_can_be_skipped(datasets, tmp_path):
+    data = with_mistake(datasets["square160"], tmp_path / "ds", "transposed")
+    plain = run_cli("data", "audit", data)
+    assert plain.returncode == 0, plain.stderr
+    assert f"{data}: warning: alignment: labels look transposed (x and y swapped" in plain.stdout
+    assert re.search(r"^alignment: \d+ boxes in \d+ sampled images .* closest mistake: transposed", plain.stdout, re.M)
+    assert plain.stdout.rstrip().endswith("0 errors, 1 warnings")
+    strict = run_cli("data", "audit", data, "--strict")
+    assert strict.returncode == 2 and f"{data}: error: alignment: labels look transposed" in strict.stdout
+    skipped = run_cli("data", "audit", data, "--strict", "--no-alignment")
+    assert skipped.returncode == 0 and "alignment" not in skipped.stdout
+
+
+def test_audit_of_correct_labels_stays_clean_with_the_check_on(datasets):
+    report = audit_dataset(datasets["wide224x128"])
+    assert report.findings == [] and report.alignment is not None and report.alignment.boxes > 100
+    assert "closest mistake" in report.describe() and report.describe().endswith("0 errors, 0 warnings")
+
+
+def test_audit_cli_bad_sample_is_a_one_line_error(datasets):
+    proc = run_cli("data", "audit", datasets["square96"], "--align-sample", "0")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == "xray-exp: error: alignment sample must be a whole number of images >= 1, got 0\n"
+
+
 # ---- an export converted with the wrong <loc> reading -------------------------------------------------
 
 def loc_scenes(rng: np.random.Generator, n: int, w: int, h: int) -> list[tuple[str, list]]:
@@ -186,5 +215,7 @@ def test_loc_export_read_as_xy_per_mille_is_named_transposed(tmp_path, monkeypat
 
     monkeypatch.setattr(convert_mod, "parse_loc_objects", xy_per_mille)
     wrong = convert("roboflow-jsonl", export, tmp_path / "wrong")
-    report = check_alignment(wrong.data_yaml)
-    assert [(s.mistake.name, s.cls) for s in report.suspicions] == [("transposed", None)]
+    report = audit_dataset(wrong.data_yaml)
+    assert [(f.severity, f.message.split(" (")[0]) for f in report.findings] == [
+        ("warning", "alignment: labels look transposed")]
+    assert [(s.mistake.name, s.cls) for s in report.alignment.suspicions] == [("transposed", None)]

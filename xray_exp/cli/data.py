@@ -3,7 +3,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from xray_exp.data.audit import audit_dataset, write_gallery
+from xray_exp.data.audit import ALIGN_SAMPLE, audit_dataset, write_gallery
 from xray_exp.data.convert import FORMATS, convert
 from xray_exp.data.merge import load_aliases, plan_merge, write_merge
 from xray_exp.data.synthetic import build_dataset, write_preview
@@ -61,7 +61,12 @@ def register(subparsers) -> None:
     p.add_argument("--gallery", type=Path, metavar="FILE.png", help="draw sample images with their labels")
     p.add_argument("-n", type=int, default=16, help="images in the gallery (default 16)")
     p.add_argument("--split", help="split drawn in the gallery (default: train)")
-    p.add_argument("--strict", action="store_true", help="exit 1 on warnings")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 on warnings; labels that do not sit on the objects become an error (exit 2)")
+    p.add_argument("--no-alignment", action="store_true",
+                   help="skip the check that labels sit on image content (transposed, flipped, shifted, scaled)")
+    p.add_argument("--align-sample", type=int, default=ALIGN_SAMPLE, metavar="N",
+                   help=f"images the alignment check samples (default {ALIGN_SAMPLE})")
     p.set_defaults(func=_audit)
 
 
@@ -85,7 +90,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    report = audit_dataset(args.data_yaml)
+    report = audit_dataset(args.data_yaml, alignment=None if args.no_alignment else args.align_sample,
+                           alignment_errors=args.strict)
     for finding in report.findings:
         print(finding)
     print(report.describe())

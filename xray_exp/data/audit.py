@@ -4,7 +4,8 @@ Ultralytics drops a bad image with a warning and trains on (data.utils.verify_im
 broken label set trains quietly into a low mAP. Here every problem is one finding `file:line: what`:
 errors are what Ultralytics drops or misreads, or what corrupts the metrics (a validation image that
 is also a training image); warnings are what it tolerates but a person should look at.
-A gallery (labelled boxes drawn on sample images) makes transposed or shifted labels obvious.
+A gallery (labelled boxes drawn on sample images) makes transposed or shifted labels obvious; the
+alignment check (data/alignment.py) says so without anyone looking, as a warning naming the mistake.
 """
 import hashlib
 import logging
@@ -16,6 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from xray_exp.data.alignment import DEFAULT_SAMPLE as ALIGN_SAMPLE
+from xray_exp.data.alignment import AlignmentReport, check_alignment
 from xray_exp.data.yolo import (SPLITS, LabelError, YoloDataset, label_lines, load_data_yaml, parse_line,
                                 split_key)
 from xray_exp.errors import XrayExpError
@@ -69,6 +72,7 @@ class AuditReport:
     dataset: YoloDataset
     findings: list[Finding]
     stats: dict[str, SplitStats]
+    alignment: AlignmentReport | None = None  # None: the alignment check was not run
 
     @property
     def errors(self) -> list[Finding]:
@@ -91,13 +95,22 @@ class AuditReport:
         for split, st in self.stats.items():
             lines.append(f"{split}:")
             lines += st.describe(ds.names)
+        if self.alignment is not None:
+            lines += self.alignment.describe(ds.names)
         lines.append(f"{len(self.errors)} errors, {len(self.warnings)} warnings")
         return "\n".join(lines)
 
 
-def audit_dataset(data_yaml: str | Path) -> AuditReport:
-    """Check every label row and image of every split; returns findings and per-split statistics."""
+def audit_dataset(data_yaml: str | Path, alignment: int | None = ALIGN_SAMPLE,
+                  alignment_errors: bool = False) -> AuditReport:
+    """Check every label row and image of every split; returns findings and per-split statistics.
+
+    alignment: images sampled for the alignment check (None: skip it); its findings are warnings, or
+    errors with alignment_errors (a mis-converted label set is worth stopping for under --strict).
+    """
     ds = load_data_yaml(data_yaml)
+    # First, so that a bad sample size fails before the long per-file pass.
+    aligned = check_alignment(ds, alignment) if alignment is not None else None
     findings: list[Finding] = []
     stats: dict[str, SplitStats] = {}
     first_seen: dict[bytes, tuple[str, Path]] = {}  # image bytes digest → (split, image)
@@ -117,7 +130,10 @@ def audit_dataset(data_yaml: str | Path) -> AuditReport:
             for txt in sorted(folder.glob("*.txt")):
                 if txt not in paired:
                     findings.append(Finding(txt, None, ERROR, "label without image (Ultralytics ignores it)"))
-    return AuditReport(ds, findings, stats)
+    if aligned is not None:
+        severity = ERROR if alignment_errors else WARNING
+        findings += [Finding(ds.yaml_path, None, severity, s.message(ds.names)) for s in aligned.suspicions]
+    return AuditReport(ds, findings, stats, aligned)
 
 
 def _check_image(image: Path, split: str, first_seen: dict, findings: list[Finding]) -> tuple[int, int] | None:
