@@ -216,3 +216,18 @@ def test_long_drawn_override_values_read_as_4_significant_digits_but_csv_keeps_t
     assert format_value("lr.lr0", "0.002") == "0.002"  # as typed
     assert format_value("model", "yolov8n") == "yolov8n"
     assert "0.00184591819228225" in to_csv(["lr.lr0"], [{"lr.lr0": "0.00184591819228225"}])
+
+
+def test_sort_objective_is_the_metric_even_when_a_run_overrides_objective(tmp_path):
+    """`objective=` on a command line is an override column of its own: `--sort objective` still sorts by
+    the value, `--sort override:objective` by the override."""
+    from xray_exp.analysis.compare import Run
+
+    runs = [Run(tmp_path / name, overrides, {"objective": "mAP50", "value": value, "stop_reason": "completed"})
+            for name, overrides, value in [("a", {"objective": "mAP50-95"}, 0.1), ("b", {}, 0.5),
+                                           ("c", {"objective": "fitness"}, 0.3)]]
+    columns, rows = build_rows(runs, sort="objective")
+    assert "override:objective" in columns
+    assert [r["objective"] for r in rows] == [0.5, 0.3, 0.1]
+    _, rows = build_rows(runs, sort="override:objective", ascending=True)
+    assert [r["override:objective"] for r in rows] == ["fitness", "mAP50-95", None]

@@ -160,9 +160,11 @@ def build_rows(runs: Sequence[Run], sort: str = "objective", ascending: bool = F
             "stop_reason": run.state, "wall_s": rec.get("wall_s"),
             "train_images_per_s": rec.get("train_images_per_s")})
         rows.append(row)
-    if sort not in columns and sort not in swept:
+    # A column name wins: `--sort objective` is the metric even when a run has an `objective=` override,
+    # which is sorted by as `--sort override:objective`.
+    if sort not in columns:
         raise XrayExpError(f"--sort {sort}: not a column; choose from {', '.join(columns)}")
-    return columns, sort_rows(rows, override_cols.get(sort, sort), ascending)
+    return columns, sort_rows(rows, sort, ascending)
 
 
 def sort_rows(rows: list[dict[str, Any]], key: str, ascending: bool = False) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("compare", help="one table (and plots) of many run, multirun and sweep folders")
     p.add_argument("paths", nargs="+", metavar="PATH", help="run, multirun or sweep folders, in any mix")
     p.add_argument("--sort", default="objective", metavar="KEY",
-                   help="column to sort by, high to low, empty last (default: objective)")
+                   help="column to sort by, high to low, empty last (default: objective, the metric; an "
+                        "override named like a metric column is override:KEY)")
     p.add_argument("--ascending", action="store_true", help="sort low to high instead")
     p.add_argument("--csv", type=Path, metavar="FILE", help="also write the rows as CSV (full precision)")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the rows as a markdown table")
