@@ -83,7 +83,7 @@ def _write(names: list[str], splits: dict[str, list[_Image]], notes: list[str], 
                     placer.place(img.path, dst)
                 (build / "labels" / split / f"{Path(img.name).stem}.txt").write_text(
                     "".join(f"{r}\n" for r in img.rows), encoding="utf-8")
-        write_data_yaml(build, out, names, present)
+        write_data_yaml(build, names, present)
     return ConvertResult(out / "data.yaml", names, {s: len(splits[s]) for s in present},
                          {s: sum(len(i.rows) for i in splits[s]) for s in present}, notes)
 

@@ -5,7 +5,8 @@ Two steps, so a person sees what will happen before anything is written:
 MergePlan whose `describe()` is the plan to show; `write_merge` builds the output atomically.
 `merge_datasets` does both, for code that builds a merged dataset on first use.
 
-Output layout: images/{train,val,test} and labels/{train,val,test}, data.yaml with an absolute path.
+Output layout: images/{train,val,test} and labels/{train,val,test}, data.yaml without `path:` (it
+resolves against its own folder, so the dataset can be moved).
 A source's `valid` folder becomes the `val` split (Ultralytics' key name). File names are
 `<source name>_<original name>`, so two sources never collide and every file says where it came from.
 Labels are checked for what remapping needs (row syntax, class id < nc); `xray-exp data audit` checks
@@ -165,7 +166,7 @@ def write_merge(plan: MergePlan, out: str | Path, copy: bool = False, force: boo
                     rows = "".join(f"{lb.row(src.class_map[lb.cls])}\n" for lb in labels)
                     (build / "labels" / split / f"{stem}.txt").write_text(rows, encoding="utf-8")
         header = "".join(f"# merged from {s.name}: {s.dataset.yaml_path}\n" for s in plan.sources)
-        write_data_yaml(build, out, plan.names, plan.splits, header)
+        write_data_yaml(build, plan.names, plan.splits, header)
     log.debug("merged %d images into %s (%d linked, %d copied)",
              placer.linked + placer.copied, out, placer.linked, placer.copied)
     return MergeResult(out / "data.yaml", placer.linked, placer.copied)

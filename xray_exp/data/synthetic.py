@@ -595,8 +595,9 @@ def _generate_into(root: Path, params: dict) -> int:
         return sum(pool.imap_unordered(_write_image, jobs, chunksize=16))
 
 
-def _data_yaml_text(out: Path, params: dict) -> str:
-    doc = {"path": str(out), "train": "images/train", "val": "images/val"}
+def _data_yaml_text(params: dict) -> str:
+    # No `path:`: splits resolve against the yaml's folder, so a copied dataset reads its own images.
+    doc = {"train": "images/train", "val": "images/val"}
     if params["n_test"]:
         doc["test"] = "images/test"
     doc |= {"nc": len(CLASS_NAMES), "names": list(CLASS_NAMES), "synthetic": params}
@@ -616,7 +617,7 @@ def _build(out: Path, params: dict, force: bool) -> Path:
             log.info("building synthetic dataset: %d images at %s px (seed %d) into %s",
                      total, params["imgsz"], params["seed"], out)
             n_labels = _generate_into(tmp, params)
-            write_text(tmp / "data.yaml", _data_yaml_text(out, params))
+            write_text(tmp / "data.yaml", _data_yaml_text(params))
     except OSError as e:
         if e.errno in (errno.ENOTEMPTY, errno.EEXIST) and out.is_dir():
             raise _TargetTaken(str(out)) from e

@@ -274,11 +274,13 @@ class FilePlacer:
         self.copied += 1
 
 
-def write_data_yaml(build: Path, final_root: Path, names: Sequence[str], splits: Sequence[str],
-                    header: str = "") -> Path:
-    """data.yaml for the images/<split> + labels/<split> layout, with the absolute final path."""
-    body = {"path": str(final_root.resolve()),
-            **{key: f"images/{key}" for key in SPLITS if key in splits},
+def write_data_yaml(build: Path, names: Sequence[str], splits: Sequence[str], header: str = "") -> Path:
+    """data.yaml for the images/<split> + labels/<split> layout.
+
+    No `path:` key: Ultralytics (check_det_dataset) and load_data_yaml then resolve the splits against
+    the yaml's own folder, so the dataset keeps working when it is copied or moved (a node's scratch
+    disk, another machine); an absolute path would silently point back at where it was built."""
+    body = {**{key: f"images/{key}" for key in SPLITS if key in splits},
             "nc": len(names), "names": list(names)}
     text = header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True)
     (build / "data.yaml").write_text(text, encoding="utf-8")  # inside a building_dir: atomic as a whole
