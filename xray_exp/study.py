@@ -21,6 +21,11 @@ def default_storage(sweep_dir) -> str:
     return f"sqlite:///{sweep_dir / STORAGE_FILE}"
 
 
+def is_sqlite(storage: str) -> bool:
+    """A file database: one host only (SQLite on a network file system corrupts)."""
+    return storage.startswith("sqlite:")
+
+
 def trial_id(study: Any, number: int) -> int:
     """Storage id of trial `number` of `study` (KeyError when the study has no such trial)."""
     return study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(number))
