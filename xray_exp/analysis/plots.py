@@ -250,3 +250,28 @@ def compare_plots(runs: Sequence[Run], studies: Sequence[Path], out_dir: str | P
     for db in studies:
         written += study_plots(db, out_dir)
     return written
+
+
+def forest_plot(lines: Sequence[tuple[str, float | None, tuple[float, float] | None, str]], title: str,
+                xlabel: str, out: Path) -> Path:
+    """A forest plot: per (label, effect, interval, verdict) line, the effect as a dot and its interval
+    as a bar, around a vertical line at zero (no effect); first line on top. Coloured by verdict:
+    green helps, red hurts, grey no effect detected or no interval (its verdict is written beside it)."""
+    colours = {"helps": "tab:green", "hurts": "tab:red"}
+    fig = Figure(figsize=(8, 0.45 * len(lines) + 1.6), dpi=100)
+    ax = fig.add_subplot()
+    ax.axvline(0, color="black", linewidth=1)
+    for y, (label, effect, ci, verdict) in enumerate(reversed(lines)):
+        colour = colours.get(verdict, "grey")
+        if ci is not None:
+            ax.plot(ci, [y, y], color=colour, linewidth=2.5, solid_capstyle="butt")
+        if effect is not None:
+            ax.plot([effect], [y], "o", color=colour, markersize=6)
+        ax.annotate(verdict, (1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize="small",
+                    color=colour)
+    ax.set_yticks(range(len(lines)), [label for label, *_ in reversed(lines)])
+    ax.set_ylim(-0.7, len(lines) - 0.3)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize="medium")
+    ax.grid(axis="x", alpha=0.3)
+    return save_figure(fig, out)

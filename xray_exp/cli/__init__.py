@@ -10,7 +10,7 @@ EXIT_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from xray_exp.cli import compare, data, evaluate, predict, sweep
+    from xray_exp.cli import claims, compare, data, evaluate, predict, sweep
 
     parser = argparse.ArgumentParser(
         prog="xray-exp",
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_group = verbs.add_parser("data", help="build, merge, convert and audit YOLO datasets")
     data_verbs = data_group.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
     data.register(data_verbs)
+    claims.register(verbs)
     compare.register(verbs)
     evaluate.register(verbs)
     predict.register(verbs)

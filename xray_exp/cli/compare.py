@@ -17,6 +17,11 @@ def register(subparsers) -> None:
     p.add_argument("--csv", type=Path, metavar="FILE", help="also write the rows as CSV (full precision)")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the rows as a markdown table")
     p.add_argument("--plot", type=Path, metavar="DIR", help="write PNGs: curves, objective vs parameters, study")
+    p.add_argument("--by", metavar="KEY", help="one row per value of KEY (claim, optimizer.optimizer, ...): n, "
+                   "mean ± sd, 95%% CI, difference to the reference with Welch's 95%% CI (scipy), verdict; "
+                   "--plot adds a forest plot")
+    p.add_argument("--reference", metavar="VALUE", help="with --by: the group the others are measured against "
+                   "(default: baseline if present, else the first group)")
     p.set_defaults(func=_compare)
 
 
@@ -28,6 +33,8 @@ def _compare(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     if not found.runs:
         raise XrayExpError(f"no run folders (metrics.json or .hydra/) under {' '.join(map(str, args.paths))}")
+    if args.by:
+        return _compare_groups(args, found.runs)
     columns, rows = compare.build_rows(found.runs, args.sort, args.ascending)
     objectives = compare.objective_names(found.runs)
     title = f"{len(rows)} runs, sorted by {args.sort}; objective: {', '.join(objectives) or '-'}"
@@ -43,4 +50,24 @@ def _compare(args: argparse.Namespace) -> int:
 
         for path in compare_plots(found.runs, found.studies, args.plot):
             note(path)
+    return 0
+
+
+def _compare_groups(args: argparse.Namespace, runs) -> int:
+    """`--by KEY`: the runs grouped by KEY's value, each group against the reference."""
+    from xray_exp.analysis import compare, groups
+
+    grouped, reference = groups.group_runs(runs, args.by, args.reference)
+    objective = (compare.objective_names(runs) or ["objective"])[0]
+    columns, rows = groups.display_rows(grouped, args.by, reference)
+    print_table(columns, rows, f"{len(runs)} runs in {len(grouped)} groups by {args.by}; objective: {objective} "
+                               f"(t 95% CI of the mean; difference: Welch's t 95% CI, scipy)")
+    if groups.describe_reference(grouped):
+        print(groups.describe_reference(grouped), file=sys.stderr)
+    if args.csv:
+        note(compare.write_csv(args.csv, *groups.numeric_rows(grouped, args.by)))
+    if args.markdown:
+        note(compare.write_markdown(args.markdown, columns, rows))
+    if args.plot:
+        note(groups.forest_plot(grouped, args.by, reference, objective, args.plot / f"forest_{args.by}.png"))
     return 0

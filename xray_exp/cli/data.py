@@ -69,6 +69,26 @@ def register(subparsers) -> None:
                    help=f"images the alignment check samples (default {ALIGN_SAMPLE})")
     p.set_defaults(func=_audit)
 
+    p = subparsers.add_parser("mislabel", help="copy a YOLO dataset with a conversion mistake on every box",
+                              description="Write a copy of a dataset whose every box carries one of the usual "
+                                          "conversion mistakes (e.g. transposed: <loc> y, x read as x, y), to "
+                                          "measure what such labels cost. Images are hard-linked; the source is "
+                                          "never modified; the output is atomic.")
+    p.add_argument("data_yaml", type=Path, metavar="SRC_DATA_YAML")
+    p.add_argument("--mistake", required=True, help="transposed, flipped-vertically, flipped-horizontally, "
+                   "shifted-half-a-box-up-left, ... (names as the audit reports them)")
+    p.add_argument("--out", required=True, type=Path, help="output dataset folder")
+    p.add_argument("--copy", action="store_true", help="copy images instead of hard-linking them")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_mislabel)
+
+
+def _mislabel(args: argparse.Namespace) -> int:
+    from xray_exp.data.mislabel import mislabel_dataset
+
+    print(mislabel_dataset(args.data_yaml, args.mistake, args.out, force=args.force, copy=args.copy).describe())
+    return 0
+
 
 def _merge(args: argparse.Namespace) -> int:
     check_output_dir(args.out, args.force, args.data_yamls)

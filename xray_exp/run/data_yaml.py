@@ -10,6 +10,17 @@ log = logging.getLogger(__name__)
 
 
 def resolve_data_yaml(ds: DictConfig) -> Path:
+    """The data.yaml to train on: the dataset's own, or with `dataset.mislabel: <mistake>` (the
+    labels_transposed claim) its copy with that mistake committed on every box, built on first use."""
+    data = _dataset_yaml(ds)
+    if ds.get("mislabel"):
+        from xray_exp.data.mislabel import ensure_mislabelled
+
+        return ensure_mislabelled(data, ds.mislabel)
+    return data
+
+
+def _dataset_yaml(ds: DictConfig) -> Path:
     """Return the absolute data.yaml of dataset group `ds`, building synthetic/merged data if missing.
 
     Relative paths are taken from the working directory (Hydra does not chdir), so `data/...` means the
