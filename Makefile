@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: install demo test test-fast bench-overhead bench-synth bench-learnability bench-merge bench-pruning bench-alignment data-merged clean
+.PHONY: install demo test test-fast bench-overhead bench-synth bench-learnability bench-merge bench-pruning bench-alignment bench-workers data-merged clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +13,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# A real Optuna sweep on CPU (synthetic data, 4 pruned trials of 8 epochs), then the comparison table.
-# Re-running resumes the finished study (no new training) and prints the table again.
+# A real Optuna sweep on CPU (synthetic data, 3 trials of up to 6 epochs, median pruning), then the comparison
+# table. Re-running resumes the finished study (no new training) and prints the table again.
+# YOLO_VERBOSE=False: no Ultralytics per-batch bars; the sweep logs each epoch and each finished trial.
 demo: install
-	$(PY) -m xray_exp -m experiment=demo search=demo
+	YOLO_VERBOSE=False $(PY) -m xray_exp -m experiment=demo search=demo
 	$(PY) -m xray_exp.cli compare outputs/sweeps/demo --plot outputs/sweeps/demo/plots
 
 test: install
@@ -39,6 +40,9 @@ bench-merge: install
 
 bench-pruning: install
 	$(PY) scripts/bench_pruning.py --trials 16 --startup 2 --warmup 1
+
+bench-workers: install
+	$(PY) scripts/bench_workers.py sweep --trials 8 --epochs 2 --workers 1 2
 
 bench-alignment: install
 	$(PY) scripts/bench_alignment.py --seeds 5 --images 200 --time-images 1000

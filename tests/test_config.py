@@ -93,8 +93,8 @@ def test_experiment_path_b_is_path_a_on_merged_data(make):
 
 def test_experiment_demo_is_small_and_on_synthetic_data(make):
     cfg = make("experiment=demo")
-    assert (cfg.dataset.name, cfg.model.name, cfg.device, cfg.imgsz) == ("synthetic", "yolov8n", "cpu", 128)
-    assert cfg.dataset.data == "data/synthetic_xray_demo/data.yaml"  # not the default synthetic folder
+    assert (cfg.dataset.name, cfg.model.name, cfg.device, cfg.imgsz) == ("synthetic", "yolov8n", "cpu", 96)
+    assert cfg.dataset.data == "data/synthetic_xray_demo_240x96/data.yaml"  # not the default synthetic folder
     assert cfg.epochs <= 10 and cfg.monitor.gates == [] and cfg.monitor.scale_to_epochs
 
 

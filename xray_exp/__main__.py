@@ -9,6 +9,7 @@ from hydra.types import RunMode
 from hydra_plugins.xray_exp_sweeper.xray_optuna_sweeper import XrayOptunaSweeper
 from omegaconf import DictConfig
 
+from xray_exp import CONF_PACKAGE
 from xray_exp.errors import XrayExpError
 from xray_exp.run.train_args import check_override_keys
 
@@ -17,7 +18,7 @@ log = logging.getLogger("xray_exp")
 Plugins.instance().register(XrayOptunaSweeper)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=f"pkg://{CONF_PACKAGE}", config_name="train")
 def task(cfg: DictConfig) -> float:
     """Hydra task: the return value is the objective a sweeper maximises."""
     from xray_exp.run.train import train

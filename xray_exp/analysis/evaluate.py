@@ -87,7 +87,7 @@ def guide_accuracy(predictions: Sequence[Sequence[tuple[int, float]]], truths: S
 
 
 def evaluate(weights: str | Path, data: str | Path, split: str = "val", conf: float = GUIDE_CONF,
-             out: str | Path = "outputs/eval", device: str | None = "cpu", imgsz: int | None = None) -> dict[str, Any]:
+             out: str | Path = "outputs/eval", device: str | None = None, imgsz: int | None = None) -> dict[str, Any]:
     """Validate `weights` on `split` of `data`, compute the guide's accuracy, write out/eval.json; return it."""
     if not 0 <= conf <= 1:
         raise XrayExpError(f"--conf {conf}: a confidence threshold is between 0 and 1")

@@ -54,7 +54,7 @@ def list_images(source: str | Path) -> list[Path]:
     return images
 
 
-def detect(model, images: Sequence[Path], conf: float, device: str | None = "cpu", imgsz: int | None = None,
+def detect(model, images: Sequence[Path], conf: float, device: str | None = None, imgsz: int | None = None,
            batch: int = 16) -> Iterator[Detections]:
     """Run the model over images (streamed, so memory stays flat), one Detections per image in order."""
     kwargs = {"imgsz": imgsz} if imgsz else {}  # default: the training image size stored in the checkpoint
@@ -68,7 +68,7 @@ def detect(model, images: Sequence[Path], conf: float, device: str | None = "cpu
 
 
 def predict(weights: str | Path, source: str | Path, out: str | Path, conf: float = 0.25,
-            device: str | None = "cpu", imgsz: int | None = None) -> list[Path]:
+            device: str | None = None, imgsz: int | None = None) -> list[Path]:
     """Draw detections on every source image into out/ (PNG per image) and write out/gallery.png.
 
     Returns the files written, the gallery last. Source images are never modified.

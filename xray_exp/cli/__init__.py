@@ -10,7 +10,7 @@ EXIT_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from xray_exp.cli import claims, compare, data, evaluate, predict, sweep
+    from xray_exp.cli import claims, compare, dashboard, data, evaluate, predict, sweep
 
     parser = argparse.ArgumentParser(
         prog="xray-exp",
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(data_verbs)
     claims.register(verbs)
     compare.register(verbs)
+    dashboard.register(verbs)
     evaluate.register(verbs)
     predict.register(verbs)
     sweep.register(verbs)

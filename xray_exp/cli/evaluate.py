@@ -15,7 +15,7 @@ def register(subparsers) -> None:
     p.add_argument("--conf", type=float, default=GUIDE_CONF,
                    help=f"confidence threshold of the guide's accuracy (default {GUIDE_CONF}; mAP uses Ultralytics' own)")
     p.add_argument("--out", type=Path, help="output folder (default outputs/eval/<date>_<time>)")
-    p.add_argument("--device", default="cpu", help="cpu, 0, 0,1 ... (default cpu)")
+    p.add_argument("--device", help="cpu, 0, 0,1 ... (default: as training, GPU 0 when there is one, else cpu)")
     p.add_argument("--imgsz", type=int, help="image size (default: the size the weights were trained at)")
     p.set_defaults(func=_eval)
 

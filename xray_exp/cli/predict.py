@@ -9,7 +9,7 @@ def register(subparsers) -> None:
     p.add_argument("--weights", type=Path, required=True, help="a .pt checkpoint")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
-    p.add_argument("--device", default="cpu", help="cpu, 0, ... (default cpu)")
+    p.add_argument("--device", help="cpu, 0, ... (default: as training, GPU 0 when there is one, else cpu)")
     p.add_argument("--imgsz", type=int, help="image size (default: the size the weights were trained at)")
     p.set_defaults(func=_predict)
 
