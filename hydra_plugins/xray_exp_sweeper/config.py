@@ -73,11 +73,45 @@ class XrayOptunaSweeperConf(OptunaSweeperConf):
     # Enqueue the composed config's own values of the searched keys as the study's first trial, so the
     # configuration the search starts from (Path A under search=path_a) is always measured.
     enqueue_config_values: bool = True
+    # With a database-server storage (not SQLite), each trial's sweep process and training job record a
+    # heartbeat every heartbeat_interval seconds, and any worker, on any host, fails a RUNNING trial whose
+    # heartbeat is older than grace_period (Optuna's RDB heartbeat). null turns it off. SQLite is one host:
+    # there a trial whose sweep process is gone is failed instead.
+    heartbeat_interval: Optional[int] = 60
+    grace_period: int = 600  # seconds: long enough to outlast a database restart or a busy validation
+
+
+PRUNERS = {"none": NopPrunerConf, "median": MedianPrunerConf, "successive_halving": SuccessiveHalvingPrunerConf,
+           "hyperband": HyperbandPrunerConf, "threshold": ThresholdPrunerConf}
+# The only classes a pruner spec may name. Jobs rebuild the pruner from a study attribute, and whoever can
+# write to a shared study (an RDB server) writes that attribute: it must never name arbitrary code.
+ALLOWED_PRUNERS = tuple(node._target_ for node in PRUNERS.values())
+PLAIN_VALUES = (bool, int, float, str, type(None))
+
+
+def pruner_from_spec(spec: Any) -> Any:
+    """An Optuna pruner from its spec ({_target_: <allowed class>, keyword: plain value, ...}), built
+    without Hydra's instantiate: no other class, no nested `_target_`, no `_args_`/`_partial_`."""
+    import optuna
+
+    from xray_exp.errors import XrayExpError
+
+    target = spec.get("_target_") if isinstance(spec, dict) else None
+    if target not in ALLOWED_PRUNERS:
+        raise XrayExpError(f"refusing pruner spec naming _target_ {target!r}: only {', '.join(ALLOWED_PRUNERS)} "
+                           "may be built" if target else f"refusing pruner spec {spec!r}: it names no _target_")
+    kwargs = {k: v for k, v in spec.items() if k != "_target_"}
+    bad = [k for k, v in kwargs.items() if not isinstance(k, str) or k.startswith("_") or not isinstance(v, PLAIN_VALUES)]
+    if bad:
+        raise XrayExpError(f"refusing pruner spec for {target}: {', '.join(map(str, bad))} must be plain keyword "
+                           "values (numbers, strings, booleans, null)")
+    try:
+        return getattr(optuna.pruners, target.rsplit(".", 1)[1])(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise XrayExpError(f"pruner {target}: {e}") from None
 
 
 cs = ConfigStore.instance()
 cs.store(group="hydra/sweeper", name="xray_optuna", node=XrayOptunaSweeperConf, provider="xray_exp")
-for name, node in [("none", NopPrunerConf), ("median", MedianPrunerConf),
-                   ("successive_halving", SuccessiveHalvingPrunerConf), ("hyperband", HyperbandPrunerConf),
-                   ("threshold", ThresholdPrunerConf)]:
+for name, node in PRUNERS.items():
     cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="xray_exp")

@@ -1,0 +1,20 @@
+"""The stub Hydra app (app.py) the sweeper tests sweep, and a way to run it in the test's own process."""
+import sys
+from pathlib import Path
+from unittest import mock
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def run_stub(*overrides: str, multirun: bool = True) -> int:
+    """`python tests/stub_app/app.py [-m] overrides...` in this process (no interpreter and import start-up,
+    which is most of a stub sweep's time): its exit code. Output goes to the test's captured stdout/stderr."""
+    from stub_app.app import main
+
+    argv = [str(APP), *(["-m"] if multirun else []), *overrides]
+    with mock.patch.object(sys, "argv", argv):
+        try:
+            main()
+        except SystemExit as e:
+            return e.code if isinstance(e.code, int) else 1
+    return 0
