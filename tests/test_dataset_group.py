@@ -25,7 +25,7 @@ def test_synthetic_is_built_on_first_use_then_reused(make, tmp_path):
 def test_synthetic_with_other_sizes_is_refused_not_mixed(make, tmp_path):
     args = ["dataset=synthetic", f"dataset.data={tmp_path}/synth/data.yaml", "dataset.n_val=2", "dataset.imgsz=64"]
     resolve_data_yaml(make(*args, "dataset.n_train=4").dataset)
-    with pytest.raises(XrayExpError, match="delete the folder or choose another path"):
+    with pytest.raises(XrayExpError, match="not the requested .*: ask for the parameters it was built with, or build this one in another folder"):
         resolve_data_yaml(make(*args, "dataset.n_train=5").dataset)
 
 

@@ -195,7 +195,7 @@ def test_ensure_dataset_reuses_a_matching_build_and_refuses_other_parameters(tmp
     mtime = data_yaml.stat().st_mtime_ns
     assert syn.ensure_dataset(tmp_path / "ds", 3, 2, imgsz=64, seed=0) == data_yaml
     assert data_yaml.stat().st_mtime_ns == mtime
-    with pytest.raises(XrayExpError, match="delete the folder or choose another path"):
+    with pytest.raises(XrayExpError, match="not the requested .*: ask for the parameters it was built with, or build this one in another folder"):
         syn.ensure_dataset(tmp_path / "ds", 3, 2, imgsz=64, seed=1)
     (tmp_path / "empty").mkdir()  # e.g. made by the user beforehand: an empty folder is filled
     assert syn.ensure_dataset(tmp_path / "empty", 3, 2, imgsz=64).is_file()

@@ -5,9 +5,8 @@ from pathlib import Path
 
 from xray_exp.data.audit import ALIGN_SAMPLE, audit_dataset, write_gallery
 from xray_exp.data.convert import FORMATS, convert
-from xray_exp.data.merge import load_aliases, plan_merge, write_merge
+from xray_exp.data.merge import check_merge_output, load_aliases, plan_merge, write_merge
 from xray_exp.data.synthetic import build_dataset, write_preview
-from xray_exp.data.yolo import check_output_dir
 from xray_exp.errors import XrayExpError
 
 
@@ -91,7 +90,7 @@ def _mislabel(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    check_output_dir(args.out, args.force, args.data_yamls)
+    check_merge_output(args.data_yamls, args.out, args.force)
     plan = plan_merge(args.data_yamls, load_aliases(args.alias) if args.alias else None)
     print(plan.describe())
     if sys.stdin.isatty() and not args.yes:

@@ -119,6 +119,9 @@ def audit_dataset(data_yaml: str | Path, alignment: int | None = ALIGN_SAMPLE,
             continue
         st = stats[split] = SplitStats()
         samples = ds.samples(split)
+        if not samples:  # Ultralytics refuses to train on an empty train or val split
+            findings.append(Finding(ds.sources[split][0], None, ERROR if split != "test" else WARNING,
+                                    f"the {split} split has no images"))
         for sample in samples:
             st.images += 1
             size = _check_image(sample.image, split, first_seen, findings)

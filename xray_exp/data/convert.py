@@ -11,14 +11,14 @@ import base64
 import binascii
 import json
 import logging
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from xray_exp.files import building_dir
-from xray_exp.data.yolo import SPLITS, FilePlacer, check_output_dir, split_key, write_data_yaml
+from xray_exp.data.yolo import SPLITS, FilePlacer, building_dataset, check_output_dir, split_key, write_data_yaml
 from xray_exp.errors import XrayExpError
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def _write(names: list[str], splits: dict[str, list[_Image]], notes: list[str], 
            force: bool) -> ConvertResult:
     placer = FilePlacer(copy)
     present = [s for s in SPLITS if splits.get(s)]
-    with building_dir(out, force) as build:
+    with building_dataset(out, force) as build:
         for split in present:
             (build / "images" / split).mkdir(parents=True)
             (build / "labels" / split).mkdir(parents=True)
@@ -103,6 +103,13 @@ def _load_json(path: Path):
 
 def _fmt(v: float) -> str:
     return f"{min(max(v, 0.0), 1.0):.6f}"
+
+
+def _within(path: Path, roots: list[Path]) -> bool:
+    """Whether path lies in one of roots, judged on the names (`..` resolved, links not followed): an
+    annotation file must not make convert read, and copy into the dataset, a file from elsewhere."""
+    path = Path(os.path.normpath(os.path.abspath(path)))
+    return any(path.is_relative_to(os.path.normpath(os.path.abspath(root))) for root in roots)
 
 
 # ---- COCO ------------------------------------------------------------------------------------------
@@ -142,7 +149,7 @@ def _read_coco(src: Path) -> tuple[list[str], dict[str, list[_Image]], list[str]
     yolo_id = {cid: i for i, cid in enumerate(ids)}
     names = [categories[c]["name"] for c in ids]
 
-    splits = {key: _coco_split(f, doc, yolo_id, notes) for key, (f, doc) in docs.items()}
+    splits = {key: _coco_split(src, f, doc, yolo_id, notes) for key, (f, doc) in docs.items()}
     return names, splits, notes
 
 
@@ -154,23 +161,34 @@ def read_coco(src: Path) -> tuple[list[str], dict[str, list[_Image]], list[str]]
         raise XrayExpError(f"{src}: COCO annotation file lacks or mistypes a field ({type(e).__name__}: {e})") from None
 
 
-def _coco_split(f: Path, doc: dict, yolo_id: dict[int, int], notes: list[str]) -> list[_Image]:
+def _coco_split(src: Path, f: Path, doc: dict, yolo_id: dict[int, int], notes: list[str]) -> list[_Image]:
     by_image: dict[int, list[dict]] = {}
     for ann in doc["annotations"]:
         by_image.setdefault(ann["image_id"], []).append(ann)
     images = {im["id"]: im for im in doc["images"]}
     if stray := set(by_image) - set(images):
         raise XrayExpError(f"{f}: annotations for unknown image id {min(stray)}")
-    out, mixed = [], 0
+    out, mixed, clipped, dropped = [], 0, 0, []
     for im in doc["images"]:
         path = f.parent / im["file_name"]
+        if not _within(path, [src]):
+            raise XrayExpError(f"{f}: image {im['file_name']} is outside the export folder {src}; convert reads "
+                               "images only from there")
         if not path.is_file():
             raise XrayExpError(f"{f}: image {im['file_name']} not found beside it")
         w, h = float(im["width"]), float(im["height"])
-        anns = by_image.get(im["id"], [])
-        for a in anns:
+        anns, boxes = [], []
+        for a in by_image.get(im["id"], []):
             if a["category_id"] not in yolo_id:
                 raise XrayExpError(f"{f}: annotation {a.get('id')} has unknown category {a['category_id']}")
+            x, y, bw, bh = (float(v) for v in a["bbox"])
+            box = _clip_box(x, y, x + bw, y + bh, w, h)
+            if box is None:  # a zero-area row would train on nothing; Ultralytics would keep it
+                dropped.append(a.get("id"))
+                continue
+            clipped += box != (x, y, x + bw, y + bh)
+            anns.append(a)
+            boxes.append(box)
         polys = [_largest_polygon(a.get("segmentation")) for a in anns]
         # Ultralytics drops an image whose label file mixes box and polygon rows, so it is all or none.
         if anns and all(polys):
@@ -179,10 +197,15 @@ def _coco_split(f: Path, doc: dict, yolo_id: dict[int, int], notes: list[str]) -
                     for a, p in zip(anns, polys)]
         else:
             mixed += any(polys)
-            rows = [_coco_box_row(yolo_id[a["category_id"]], a["bbox"], w, h) for a in anns]
+            rows = [_coco_box_row(yolo_id[a["category_id"]], box, w, h) for a, box in zip(anns, boxes)]
         out.append(_Image(Path(im["file_name"]).name, rows, path=path))
     if mixed:
         notes.append(f"{f}: {mixed} images with polygons on only some objects kept as boxes")
+    if clipped:
+        notes.append(f"{f}: {clipped} boxes reaching outside their image clipped to it")
+    if dropped:
+        notes.append(f"{f}: {len(dropped)} boxes with no area inside their image dropped (annotation id "
+                     f"{', '.join(map(str, dropped[:3]))}{', ...' if len(dropped) > 3 else ''})")
     _check_unique(f.parent.name, out)
     return out
 
@@ -201,10 +224,15 @@ def _largest_polygon(seg) -> list[float] | None:
     return max(polys, key=area)
 
 
-def _coco_box_row(cls: int, bbox: list[float], w: float, h: float) -> str:
-    x, y, bw, bh = bbox
-    x1, y1 = max(x, 0.0), max(y, 0.0)
-    x2, y2 = min(x + bw, w), min(y + bh, h)
+def _clip_box(x1: float, y1: float, x2: float, y2: float, w: float, h: float
+              ) -> tuple[float, float, float, float] | None:
+    """The box (pixels, corners) clipped to a w x h image; None when no area of it is inside."""
+    box = max(x1, 0.0), max(y1, 0.0), min(x2, w), min(y2, h)
+    return box if box[2] > box[0] and box[3] > box[1] else None
+
+
+def _coco_box_row(cls: int, box: tuple[float, float, float, float], w: float, h: float) -> str:
+    x1, y1, x2, y2 = box
     return f"{cls} {_fmt((x1 + x2) / 2 / w)} {_fmt((y1 + y2) / 2 / h)} {_fmt((x2 - x1) / w)} {_fmt((y2 - y1) / h)}"
 
 
@@ -339,8 +367,14 @@ def _locate(url: str, jsonl_dir: Path, src: Path, images_dir: Path | None, where
         candidates = [jsonl_dir / rel, src / rel]
         if images_dir is not None:
             candidates += [images_dir / rel, images_dir / Path(rel).name]
-    found = next((c for c in candidates if c.is_file()), None)
+    roots = [src] + ([images_dir] if images_dir is not None else [])
+    inside = [c for c in candidates if _within(c, roots)]
+    found = next((c for c in inside if c.is_file()), None)
+    if not inside:
+        raise XrayExpError(f"{where}: image {url[:80]!r} is outside the export folder {src}"
+                           f"{' and --images ' + str(images_dir) if images_dir else ''}; convert reads images "
+                           "only from there")
     if found is None:
         raise XrayExpError(f"{where}: image {Path(candidates[0]).name} not found (looked in "
-                           f"{', '.join(str(c.parent) for c in candidates)})")
+                           f"{', '.join(str(c.parent) for c in inside)})")
     return found, None, found.name

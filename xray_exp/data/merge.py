@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Sequence
 
 
-from xray_exp.files import building_dir, read_yaml
-from xray_exp.data.yolo import (SPLITS, FilePlacer, Label, Sample, YoloDataset, check_output_dir,
-                                load_data_yaml, read_labels, write_data_yaml)
+from xray_exp.files import read_yaml
+from xray_exp.data.yolo import (SPLITS, FilePlacer, Label, Sample, YoloDataset, building_dataset,
+                                check_output_dir, load_data_yaml, read_labels, write_data_yaml)
 from xray_exp.errors import XrayExpError
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ def plan_merge(data_yamls: Sequence[str | Path], aliases: dict[str, str] | None 
     for path in data_yamls:
         ds = load_data_yaml(path)
         class_map = {}
+        first: dict[str, int] = {}  # casefolded name → its first class id in this dataset
         for i, name in enumerate(ds.names):
             canonical = aliases.get(name.casefold(), name)
             key = canonical.casefold()
@@ -125,6 +126,10 @@ def plan_merge(data_yamls: Sequence[str | Path], aliases: dict[str, str] | None 
                 index[key] = len(names)
                 names.append(canonical)
             class_map[i] = index[key]
+            j = first.setdefault(name.casefold(), i)
+            if j != i:  # one source's two classes would silently become one
+                log.warning(f"warning: {ds.yaml_path}: classes {j} {ds.names[j]!r} and {i} {name!r} differ only in "
+                            f"case; both become merged class {index[key]} {names[index[key]]!r}")
         used[ds.name] += 1
         name = ds.name if used[ds.name] == 1 else f"{ds.name}_{used[ds.name]}"
         src = MergeSource(ds, name, class_map)
@@ -152,9 +157,9 @@ def _check_unique_names(src: MergeSource, split: str) -> None:
 def write_merge(plan: MergePlan, out: str | Path, copy: bool = False, force: bool = False) -> MergeResult:
     """Build the merged dataset in a temp folder beside out and rename it into place."""
     out = Path(out).resolve()
-    check_output_dir(out, force, [s.dataset.yaml_path for s in plan.sources])
+    check_output_dir(out, force, [p for s in plan.sources for p in s.dataset.input_paths()])
     placer = FilePlacer(copy)
-    with building_dir(out, force) as build:
+    with building_dataset(out, force) as build:
         for split in plan.splits:
             (build / "images" / split).mkdir(parents=True)
             (build / "labels" / split).mkdir(parents=True)
@@ -172,9 +177,14 @@ def write_merge(plan: MergePlan, out: str | Path, copy: bool = False, force: boo
     return MergeResult(out / "data.yaml", placer.linked, placer.copied)
 
 
+def check_merge_output(data_yamls: Sequence[str | Path], out: str | Path, force: bool) -> None:
+    """Refuse an output that touches any source (check_output_dir), before the sources are read in full."""
+    check_output_dir(Path(out), force, [p for y in data_yamls for p in load_data_yaml(y).input_paths()])
+
+
 def merge_datasets(data_yamls: Sequence[str | Path], out: str | Path, alias_file: str | Path | None = None,
                    copy: bool = False, force: bool = False) -> MergeResult:
     """Plan and write in one call (no confirmation): for building a merged dataset on first use."""
     aliases = load_aliases(alias_file) if alias_file else None
-    check_output_dir(Path(out), force, data_yamls)
+    check_merge_output(data_yamls, out, force)
     return write_merge(plan_merge(data_yamls, aliases), out, copy=copy, force=force)

@@ -663,7 +663,7 @@ def ensure_dataset(out: Path, n_train: int, n_val: int, n_test: int = 0, imgsz: 
     data_yaml = out / "data.yaml"
     if not data_yaml.is_file():
         if out.is_dir() and any(out.iterdir()):
-            raise XrayExpError(f"{out} is not empty but holds no data.yaml: delete the folder or choose another path")
+            raise XrayExpError(f"{out} is not empty but holds no data.yaml: choose another path for the dataset")
         try:
             return _build(out, params, force=False)
         except _TargetTaken:
@@ -672,8 +672,9 @@ def ensure_dataset(out: Path, n_train: int, n_val: int, n_test: int = 0, imgsz: 
     if found != params:
         want = ", ".join(f"{k}={v}" for k, v in params.items() if k != "generator")
         have = ", ".join(f"{k}={v}" for k, v in found.items() if k != "generator") if isinstance(found, dict) else "unknown parameters"
-        raise XrayExpError(f"{out} holds a dataset built with {have}, not the requested {want}: "
-                           "delete the folder or choose another path")
+        raise XrayExpError(f"{out} holds a dataset built with {have}, not the requested {want}: ask for the "
+                           "parameters it was built with, or build this one in another folder (dataset.data=<folder>"
+                           "/data.yaml); runs that used it need it as it is")
     return data_yaml
 
 

@@ -5,6 +5,7 @@ rules match Ultralytics 8.4 (`ultralytics/data/utils.py: verify_image_label`, `i
 It also holds the writing steps merge and convert share: the output check, image placement (hard link
 or copy) and the data.yaml they write.
 """
+import contextlib
 import errno
 import logging
 import os
@@ -17,7 +18,7 @@ from typing import Iterator, Sequence
 import yaml
 
 from xray_exp.errors import XrayExpError
-from xray_exp.files import read_yaml
+from xray_exp.files import building_dir, read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,20 @@ class YoloDataset:
             images += _images_in(src)
         return [Sample(img, label_path(img)) for img in sorted(set(images))]
 
+    def input_paths(self) -> list[Path]:
+        """Every file and folder this dataset is read from: the yaml, its root, each split's image
+        folders (or list file and the folders it names) and the label folders beside them."""
+        paths = [self.yaml_path, self.root]
+        for sources in self.sources.values():
+            for src in sources:
+                if src.is_dir():
+                    folders = [src]
+                else:  # a list file
+                    paths.append(src)
+                    folders = sorted({image.parent for image in _images_in(src)})
+                paths += folders + [label_path(f / "x.jpg").parent for f in folders]
+        return paths
+
     def label_folders(self, split: str) -> list[Path]:
         """Label folders that pair with the split's image folders (for labels that have no image)."""
         folders = [label_path(src / "x.jpg").parent for src in self.sources.get(split, []) if src.is_dir()]
@@ -235,16 +250,36 @@ def discover_splits(root: Path) -> dict[str, list[Path]]:
 def check_output_dir(out: Path, force: bool, inputs: Sequence[Path] = ()) -> None:
     """Refuse to replace an existing non-empty output unless force, before any work is done.
 
-    An output that is or holds one of the inputs is refused even with force: replacing it would
-    delete the very data being read.
+    `inputs` are the files and folders the command reads (a data.yaml, its `path:` root, its split and
+    label folders, an export folder, --images). An output that is one of them, holds one or lies inside
+    one is refused whatever force says: replacing it would delete the data being read, and writing into
+    it would change a source.
     """
     out = Path(out).resolve()
+    inputs = [Path(src).resolve() for src in inputs]
     for src in inputs:
-        src = Path(src).resolve()
         if src == out or out in src.parents:
-            raise XrayExpError(f"output {out} would replace the input {src}; choose another --out")
+            raise XrayExpError(f"output {out} would replace the input {src}; sources are never modified: "
+                               "choose an --out outside them")
+    for src in inputs:
+        if src in out.parents:
+            raise XrayExpError(f"output {out} is inside the input {src}; sources are never modified: "
+                               "choose an --out outside them")
     if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
         raise XrayExpError(f"{out} already exists; pass --force to replace it")
+
+
+@contextlib.contextmanager
+def building_dataset(out: Path, force: bool) -> Iterator[Path]:
+    """files.building_dir for merge and convert: a write that fails (a full disk, a read-only folder)
+    is one line naming the output, and nothing is left behind."""
+    try:
+        with building_dir(out, force) as build:
+            yield build
+    except OSError as e:
+        where = e.filename2 or e.filename
+        raise XrayExpError(f"cannot write {out}: {e.strerror or e}{f' ({where})' if where else ''}; "
+                           "nothing was written") from None
 
 
 class FilePlacer:
