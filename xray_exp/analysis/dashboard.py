@@ -68,17 +68,19 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def serve(storage, host: str = "127.0.0.1", port: int = 8080, on_ready=None) -> None:
-    """Serve optuna-dashboard on host:port until interrupted; `on_ready(base_url)` runs once it listens."""
+def serve(url: str, host: str = "127.0.0.1", port: int = 8080, on_ready=None) -> None:
+    """Serve the study storage at `url` on host:port until interrupted; `on_ready(base_url, storage)` runs
+    once the server listens (port 0: any free port, named in base_url)."""
     try:
         from optuna_dashboard import wsgi
-    except ImportError:
+    except ImportError:  # first: without the extra nothing else happens
         raise XrayExpError(f"xray-exp dashboard needs optuna-dashboard: {INSTALL_HINT}") from None
+    storage = open_storage(url)
     try:
         server = make_server(host, port, wsgi(storage), handler_class=_QuietHandler)
     except OSError as e:
         raise XrayExpError(f"cannot listen on {host}:{port}: {e.strerror or e} (choose another --port)") from None
     with server:
         if on_ready:
-            on_ready(f"http://{host}:{server.server_port}")
+            on_ready(f"http://{host}:{server.server_port}", storage)
         server.serve_forever()

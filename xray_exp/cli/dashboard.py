@@ -14,11 +14,9 @@ def register(subparsers) -> None:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from xray_exp.analysis.dashboard import open_storage, serve, storage_of, studies
+    from xray_exp.analysis.dashboard import serve, storage_of, studies
 
-    storage = open_storage(storage_of(args.target))
-
-    def ready(base_url: str) -> None:
+    def ready(base_url: str, storage) -> None:
         print(f"optuna-dashboard: {base_url}/dashboard (Ctrl-C stops it)", flush=True)
         found = studies(storage, base_url)
         for study in found:
@@ -27,7 +25,7 @@ def _dashboard(args: argparse.Namespace) -> int:
             print("  no study in this storage yet; it shows up once a sweep creates one", flush=True)
 
     try:
-        serve(storage, args.host, args.port, on_ready=ready)
+        serve(storage_of(args.target), args.host, args.port, on_ready=ready)
     except KeyboardInterrupt:  # the normal way to stop a server
         pass
     return 0
