@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -45,9 +44,10 @@ def installed(tmp_path_factory) -> dict:
     assert made.returncode == 0, made.stderr
     python = venv / "bin" / "python"
     site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp).stdout.strip())
-    # Dependencies from the project's environment: a plain path line, so that environment's own .pth files
-    # (the editable install's finder among them) are not run.
-    (site / "project_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Dependencies from the project's environment: the folders on this interpreter's path as plain lines, so
+    # that environment's .pth files (the editable install's finder among them) are not run again.
+    lent = [p for p in sys.path if p and Path(p).is_dir() and Path(p).resolve() not in (ROOT, ROOT / "tests")]
+    (site / "project_dependencies.pth").write_text("".join(f"{p}\n" for p in lent))
     done = run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", wheel], cwd=tmp)
     assert done.returncode == 0, done.stderr[-3000:]
     work = tmp / "work"
