@@ -14,6 +14,7 @@ CONTRACT_STRINGS = {
     "study.db": "xray_exp/study.py",
     "trials.csv": "xray_exp/study.py",
     "best.yaml": "xray_exp/study.py",
+    "optimization_results.yaml": "xray_exp/study.py",
     "metrics.json": "xray_exp/run/run_folder.py",
     "results.csv": "xray_exp/run/run_folder.py",
     "eval.json": "xray_exp/analysis/evaluate.py",

@@ -12,9 +12,11 @@ import datetime
 import json
 import multiprocessing
 import os
+import signal
 import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import optuna
@@ -206,16 +208,43 @@ def test_a_job_that_always_fails_stops_after_n_trials_failures(sweep_dir):
     assert not (sweep_dir / BEST_FILE).exists() and not (sweep_dir / OPTIMIZATION_RESULTS_FILE).exists()
 
 
-def test_ctrl_c_fails_the_running_trial_and_rewrites_the_tables(sweep_dir, capsys):
-    code = run_stub(f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=3", "interrupt_at=[1]")
-    assert code == 130
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and "interrupted" in err and "Traceback" not in err
+def test_ctrl_c_fails_the_running_trial_and_rewrites_the_tables(sweep_dir, start_sweep_process):
+    log = sweep_dir.parent / "sweep.log"
+    proc = start_sweep_process(log, f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=3", "slow_at=[1]",
+                               "slow_s=60")
+    wait_for_job(proc, sweep_dir, 1)
+    os.kill(proc.pid, signal.SIGINT)
+    proc.join(60)
+    assert proc.exitcode == 130
+    out = log.read_text()
+    assert [line for line in out.splitlines() if line.startswith("xray_exp:")] == [
+        "xray_exp: sweep interrupted in trial 1: that trial is FAIL, the tables are rewritten; "
+        "run the same command to resume"]
+    assert "Traceback" not in out
     trials = load(sweep_dir).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
     assert trials[1].user_attrs["fail_reason"] == "interrupted"
     assert [(r["state"], r["fail_reason"]) for r in read_trials_csv(sweep_dir)] == [("COMPLETE", ""),
                                                                                     ("FAIL", "interrupted")]
+
+
+def test_a_sweep_killed_mid_trial_is_fail_on_rerun_and_the_budget_is_kept(sweep_dir, start_sweep_process):
+    overrides = [f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=3"]
+    proc = start_sweep_process(sweep_dir.parent / "sweep.log", *overrides, "slow_at=[1]", "slow_s=60")
+    wait_for_job(proc, sweep_dir, 1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(60)
+    kept = tree_hashes(sweep_dir / "0", mtimes=True)
+    assert load(sweep_dir).trials[1].state == TrialState.RUNNING  # what kill -9 leaves behind
+
+    assert run_stub(*overrides) == 0
+    trials = load(sweep_dir).trials
+    states = [t.state for t in trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[1].user_attrs["fail_reason"] == f"interrupted: sweep process {proc.pid} ended during the trial"
+    assert tree_hashes(sweep_dir / "0", mtimes=True) == kept
+    assert job_folders(sweep_dir) == [0, 1, 2, 3]
+    assert [r["state"] for r in read_trials_csv(sweep_dir)] == [s.name for s in states]
 
 
 CRAFTED_PRUNERS = {  # what whoever can write to a shared study could store as a trial's pruner spec
@@ -254,25 +283,49 @@ def test_a_crafted_pruner_attribute_is_refused_and_runs_nothing(crafted_study, n
     assert not marker.exists()
 
 
-def sweep_process(barrier, log: Path, *overrides: str) -> None:
-    """One sweep process (forked from this one, so it starts with Hydra and Optuna imported): it waits at the
-    barrier, then sweeps; its exit code is the sweep's."""
+def sweep_process(log: Path, barrier, overrides: tuple) -> None:
     sys.stdout = sys.stderr = log.open("w")
-    barrier.wait()
+    if barrier is not None:
+        barrier.wait()
     sys.exit(run_stub(*overrides))
 
 
-def test_four_sweeps_started_together_on_a_new_study_share_it(sweep_dir):
+@pytest.fixture
+def start_sweep_process():
+    """start(log, *overrides, barrier=None): a stub sweep in its own process, forked from this one, so it starts
+    with Hydra and Optuna imported (seconds saved); with a barrier it waits there first. Its output goes to
+    `log`, its exit code is the sweep's. Processes still running when the test ends are killed."""
+    procs = []
+
+    def start(log: Path, *overrides: str, barrier=None) -> multiprocessing.Process:
+        proc = multiprocessing.get_context("fork").Process(target=sweep_process, args=(log, barrier, overrides),
+                                                           daemon=True)
+        proc.start()
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.join()
+
+
+def wait_for_job(proc: multiprocessing.Process, sweep_dir: Path, number: int) -> None:
+    """Until job `number` has started (Hydra wrote its .hydra folder)."""
+    deadline = time.monotonic() + 60
+    while not (sweep_dir / str(number) / ".hydra").is_dir():
+        assert proc.is_alive() and time.monotonic() < deadline, f"the sweep ended before job {number} started"
+        time.sleep(0.01)
+
+
+def test_four_sweeps_started_together_on_a_new_study_share_it(sweep_dir, start_sweep_process):
     """Four processes race to create the study, its first trial and the last trials of the budget."""
     n_trials = 6  # two rounds of four processes: the second races for the last two trials
     overrides = [f"hydra.sweep.dir={sweep_dir}", f"hydra.sweeper.n_trials={n_trials}",
                  f"slow_at=[{','.join(map(str, range(n_trials)))}]", "slow_s=0.05"]
-    fork = multiprocessing.get_context("fork")
-    barrier = fork.Barrier(4)
+    barrier = multiprocessing.get_context("fork").Barrier(4)
     logs = [sweep_dir.parent / f"process-{k}.log" for k in range(4)]
-    procs = [fork.Process(target=sweep_process, args=(barrier, log, *overrides)) for log in logs]
-    for p in procs:
-        p.start()
+    procs = [start_sweep_process(log, *overrides, barrier=barrier) for log in logs]
     for p in procs:
         p.join(120)
     outputs = [log.read_text() for log in logs]

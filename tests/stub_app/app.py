@@ -5,13 +5,10 @@ reports a value per "epoch" to its trial through the real job side (xray_exp/run
 returns the objective, in milliseconds. Its config has no `trial:` node: the sweeper must add one. Per
 trial number it can be told to end otherwise (lists of trial numbers): `fail_at` raises like a refused
 run, `prune_at` stops early with stop_reason pruned, `nan_at` ends with stop_reason nan and returns NaN,
-`nan_raise_at` does the same but raises, `interrupt_at` raises KeyboardInterrupt (a Ctrl-C during the
-job), `slow_at` sleeps `slow_s` seconds first. With STUB_BARRIER=<folder> it waits there before it starts.
+`nan_raise_at` does the same but raises, `slow_at` sleeps `slow_s` seconds first (a trial to interrupt).
 
     python tests/stub_app/app.py -m hydra.sweep.dir=/tmp/s 'x=interval(0,1)'
 """
-import math
-import os
 import time
 from pathlib import Path
 
@@ -39,8 +36,6 @@ def task(cfg: DictConfig) -> float:
     number = trial.number if trial is not None else None
     if number in cfg.slow_at:
         time.sleep(cfg.slow_s)
-    if number in cfg.interrupt_at:
-        raise KeyboardInterrupt
     record = {"objective": "stub", "value": None, "epochs_completed": 0, "wall_s": 0.0}
     if number in cfg.fail_at:
         write_metrics(run_dir, {**record, "stop_reason": "failed", "error": f"stub failure in trial {number}"})
@@ -65,7 +60,6 @@ def task(cfg: DictConfig) -> float:
             stop_reason, value = "pruned", at_epoch
             break
     write_metrics(run_dir, {**record, "value": value, "stop_reason": stop_reason, "epochs_completed": epochs})
-    assert math.isfinite(value)
     return value
 
 
@@ -75,17 +69,5 @@ def main(cfg: DictConfig) -> float:
     return task(cfg)
 
 
-def wait_at_barrier(folder: str) -> None:
-    """Tests start several sweep processes "together": each loads the sweeper's imports (seconds), says it is
-    ready, then waits for the test's `go`, so the race on the new study starts at one instant."""
-    import hydra_plugins.xray_exp_sweeper._impl  # noqa: F401
-
-    Path(folder, f"ready-{os.getpid()}").touch()
-    while not Path(folder, "go").exists():
-        time.sleep(0.005)
-
-
 if __name__ == "__main__":
-    if os.environ.get("STUB_BARRIER"):
-        wait_at_barrier(os.environ["STUB_BARRIER"])
     main()
