@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from helpers import tree_hashes
+from helpers import run_cli, tree_hashes
 from stub_app import run_stub
 from xray_exp.errors import XrayExpError
 from xray_exp.study import STORAGE_FILE, default_storage
@@ -99,3 +99,12 @@ def test_hydra_full_error_shows_the_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(XrayExpError, match="n_trials must be at least 1"):
         run_stub(f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweeper.n_trials=0")
+
+
+def test_xray_exp_sweep_with_a_bad_group_option_is_one_line(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_cli("sweep", "--workers", "1", "search=path_a", "optimizer=nosuch", f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "xray-exp: error: In 'train': Could not find 'optimizer/nosuch' (options: adamw, auto, sgd)"]
+    assert not sweep_dir.exists()

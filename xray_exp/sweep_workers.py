@@ -120,12 +120,18 @@ class Sweep:
 def compose_sweep(overrides: list[str]) -> Sweep:
     """Compose the config the workers will run and read the study, folder, storage, seed and launcher."""
     from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
 
     from hydra_plugins.xray_exp_sweeper.config import XrayOptunaSweeperConf
     from xray_exp import CONF_DIR
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    except HydraException as e:  # e.g. a group option that does not exist: one line instead of a traceback
+        lines = [line.strip() for line in str(e).split("Config search path:")[0].splitlines() if line.strip()]
+        options = lines[2:] if len(lines) > 2 and lines[1].startswith("Available options") else []
+        raise XrayExpError(lines[0] + (f" (options: {', '.join(options)})" if options else "")) from None
     sweeper = cfg.hydra.sweeper
     if sweeper.get("_target_") != XrayOptunaSweeperConf._target_:
         raise XrayExpError("xray-exp sweep needs the xray_optuna sweeper: add a search preset (e.g. search=path_a)")
