@@ -11,6 +11,7 @@ from helpers import ROOT
 CONTRACT_STRINGS = {
     "xray_exp:pruner": "xray_exp/study.py",
     "xray_exp:owner": "xray_exp/study.py",
+    "xray_exp:heartbeat_s": "xray_exp/study.py",
     "study.db": "xray_exp/study.py",
     "trials.csv": "xray_exp/study.py",
     "best.yaml": "xray_exp/study.py",
