@@ -15,3 +15,7 @@ __version__ = "0.1.0"
 # xray_exp.conf (pyproject.toml): the repository's conf/ in a checkout, a copy inside the wheel otherwise.
 CONF_PACKAGE = "xray_exp.conf"
 CONF_DIR = Path(str(resources.files(CONF_PACKAGE)))
+
+from xray_exp.run.run_folder import register_resolvers  # noqa: E402
+
+register_resolvers()  # conf/train.yaml's folder names use it, wherever the config is composed

@@ -24,6 +24,7 @@ from xray_exp.files import write_text
 from xray_exp.data.yolo import load_data_yaml, read_labels
 from xray_exp.errors import XrayExpError
 from xray_exp.analysis.predict import detect, load_model
+from xray_exp.run.train_args import check_device
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def evaluate(weights: str | Path, data: str | Path, split: str = "val", conf: fl
     samples = dataset.samples(split)
     if not samples:
         raise XrayExpError(f"{data}: the '{split}' split has no images")
+    check_device(device)
     model = load_model(weights)
     model_names = [model.names[i] for i in sorted(model.names)]
     if model_names != dataset.names:

@@ -11,6 +11,7 @@ from xray_exp.files import write_bytes
 from xray_exp.data.yolo import is_image
 from xray_exp.errors import XrayExpError
 from xray_exp.analysis.gallery import draw_boxes, write_grid
+from xray_exp.run.train_args import check_device
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ def load_model(weights: str | Path):
     try:
         return YOLO(str(weights))
     except Exception as e:  # Ultralytics raises many kinds for a file that is not its checkpoint
-        raise XrayExpError(f"{weights}: not an Ultralytics checkpoint ({type(e).__name__}: {e})") from None
+        first_line = (str(e).splitlines() or [""])[0]
+        raise XrayExpError(f"{weights}: not an Ultralytics checkpoint ({type(e).__name__}: {first_line})") from None
 
 
 def list_images(source: str | Path) -> list[Path]:
@@ -60,8 +62,17 @@ def detect(model, images: Sequence[Path], conf: float, device: str | None = None
     kwargs = {"imgsz": imgsz} if imgsz else {}  # default: the training image size stored in the checkpoint
     for start in range(0, len(images), batch):
         chunk = [str(p) for p in images[start:start + batch]]
-        for path, result in zip(chunk, model.predict(chunk, conf=conf, device=device, verbose=False, stream=True,
-                                                     **kwargs)):
+        results = model.predict(chunk, conf=conf, device=device, verbose=False, stream=True, **kwargs)
+        for path in chunk:
+            try:
+                result = next(results)
+            except Exception:
+                # Ultralytics' loader falls back to PIL for an image OpenCV cannot decode, and fails there
+                # blaming a missing HEIF plugin: name the image instead.
+                bad = next((p for p in chunk if cv2.imread(p) is None), None)
+                if bad is None:
+                    raise
+                raise XrayExpError(f"{bad}: not a readable image (OpenCV cannot decode it)") from None
             boxes = result.boxes
             rows = [(int(c), *map(float, xywhn)) for c, xywhn in zip(boxes.cls.tolist(), boxes.xywhn.tolist())]
             yield Detections(Path(path), rows, [float(s) for s in boxes.conf.tolist()], result.orig_img)
@@ -75,6 +86,7 @@ def predict(weights: str | Path, source: str | Path, out: str | Path, conf: floa
     """
     images = list_images(source)
     out = Path(out)
+    check_device(device)
     model = load_model(weights)
     names = model.names
     root = Path(source) if Path(source).is_dir() else Path(source).parent

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from xray_exp.errors import XrayExpError
+
 log = logging.getLogger(__name__)
 
 OBJECTIVE_KEYS = {"mAP50": "metrics/mAP50(B)", "mAP50-95": "metrics/mAP50-95(B)"}
@@ -24,13 +26,23 @@ def objective_value(objective: str, metrics: dict, fitness: float | None) -> flo
     return float(metrics.get(OBJECTIVE_KEYS[objective], float("nan")))
 
 
-def scaled(pairs: list, epochs: int, reference_epochs: int, scale: bool) -> list[tuple[int, float]]:
-    """[[epoch, value], ...] -> [(epoch, value)], epochs scaled to this run's length when asked."""
-    out = []
-    for epoch, value in pairs:
-        e = max(1, round(epoch * epochs / reference_epochs)) if scale else int(epoch)
-        out.append((e, float(value)))
-    return out
+def scaled(name: str, pairs, epochs: int, reference_epochs: int, scale: bool) -> list[tuple[int, float]]:
+    """[[epoch, value], ...] -> [(epoch, value)], epochs scaled to this run's length when asked.
+
+    `name` is the config key, for the one-line error when pairs is not a list of [epoch, number] pairs.
+    """
+    try:
+        pairs = [(int(epoch), float(value)) for epoch, value in pairs]
+    except (TypeError, ValueError):
+        raise XrayExpError(f"{name}={_text(pairs)}: expected a list of [epoch, value] pairs, e.g. "
+                           f"{name}=[[100,0.35]]") from None
+    return [(max(1, round(e * epochs / reference_epochs)) if scale else e, v) for e, v in pairs]
+
+
+def _text(value) -> str:
+    from omegaconf import OmegaConf
+
+    return str(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value).replace(" ", "")
 
 
 @dataclass
@@ -41,6 +53,7 @@ class EpochMonitor:
     gates: list[tuple[int, float]] = field(default_factory=list)
     prune: PruneHook | None = None
     history: list[float] = field(default_factory=list)  # objective after epoch 1, 2, ...
+    best_metrics: dict | None = None  # validation metrics of the best epoch so far (what best.pt holds)
     stop_reason: str | None = None
     final_metrics: dict | None = None  # best.pt's validation (Ultralytics' final evaluation)
     train_seconds: float = 0.0
@@ -68,6 +81,8 @@ class EpochMonitor:
             return
         epoch = trainer.epoch + 1
         value = objective_value(self.objective, trainer.metrics, trainer.fitness)
+        if math.isfinite(value) and value >= max((v for v in self.history if math.isfinite(v)), default=value):
+            self.best_metrics = dict(trainer.metrics)  # ties move the best, as Ultralytics rewrites best.pt
         self.history.append(value)
         losses = [float(v) for k, v in trainer.metrics.items() if k.startswith("val/")]
         if not math.isfinite(value) or not all(map(math.isfinite, losses)):

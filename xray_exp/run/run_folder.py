@@ -1,6 +1,8 @@
-"""The run-folder contract: metrics.json (written atomically) and how it is read back."""
+"""The run-folder contract: one folder per run (named so, and never reused), metrics.json (written
+atomically) and how it is read back."""
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,27 @@ from xray_exp.errors import XrayExpError
 
 METRICS_FILE = "metrics.json"  # the run's summary, written last (atomically) by run/train.py
 RESULTS_FILE = "results.csv"   # Ultralytics' per-epoch table, grown while the run trains
-STOP_REASONS = ("completed", "patience", "time", "pruned", "gate", "nan", "failed")
+WEIGHTS_DIR = "weights"        # Ultralytics' best.pt and last.pt
+# interrupted: Ctrl-C or SIGTERM; the record keeps the epochs done and the best so far.
+STOP_REASONS = ("completed", "patience", "time", "pruned", "gate", "nan", "interrupted", "failed")
+PID_RESOLVER = "xray_exp.pid"  # conf/train.yaml: ${xray_exp.pid:} in the run and multirun folder names
+
+
+def register_resolvers() -> None:
+    """The resolver conf/train.yaml's folder names use: this process's id. Two runs started in the same
+    microsecond on one machine still get two folders (they cannot share a pid). Cached, like Hydra's `now`."""
+    from omegaconf import OmegaConf  # deferred: reading run folders needs no OmegaConf
+
+    OmegaConf.register_new_resolver(PID_RESOLVER, os.getpid, use_cache=True, replace=True)
+
+
+def check_unused(run_dir: str | Path) -> None:
+    """Refuse a folder that holds another run's results: training there would mix the two runs' files."""
+    run_dir = Path(run_dir)
+    held = [name for name in (METRICS_FILE, RESULTS_FILE, WEIGHTS_DIR) if (run_dir / name).exists()]
+    if held:
+        raise XrayExpError(f"{run_dir} already holds another run's results ({', '.join(held)}); leave "
+                           "hydra.run.dir unset (every run gets a folder of its own) or give a new folder")
 
 
 def _finite_or_none(value: Any) -> Any:

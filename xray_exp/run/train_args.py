@@ -15,6 +15,7 @@ from xray_exp.errors import XrayExpError
 ULTRALYTICS_GROUPS = ("optimizer", "lr", "augmentation", "ultralytics")
 RUN_KEYS = ("epochs", "batch", "imgsz", "patience", "device", "workers", "seed", "deterministic", "cache", "amp")
 OBJECTIVES = ("mAP50", "mAP50-95", "fitness")
+MIN_IMGSZ = 32  # Ultralytics' floor for a training size (its largest stride): anything below becomes 32
 ROOT_CONFIG = CONF_DIR / "train.yaml"
 
 
@@ -51,7 +52,45 @@ def train_kwargs(cfg: DictConfig) -> dict[str, Any]:
             origin[key] = f"{group}.{key}"
     if cfg.objective not in OBJECTIVES:
         raise XrayExpError(f"objective={cfg.objective} is not one of {', '.join(OBJECTIVES)}")
+    _check_values(kwargs, origin)
     return kwargs
+
+
+def _check_values(kwargs: dict[str, Any], origin: dict[str, str]) -> None:
+    """Ultralytics' own type and range checks, key by key so the error names our key (Ultralytics would
+    raise the same inside training, after the run folder was set up); then batch and imgsz, which it
+    takes without complaint and silently replaces (batch=-3 becomes AutoBatch, imgsz=0 becomes 32)."""
+    from ultralytics.cfg import check_cfg
+
+    for key, value in kwargs.items():
+        try:
+            check_cfg({key: value})
+        except (TypeError, ValueError) as e:
+            raise XrayExpError(f"{origin[key]}: {e}") from None
+    batch, imgsz = kwargs["batch"], kwargs["imgsz"]
+    if isinstance(batch, bool) or not isinstance(batch, (int, float)) or not (
+            batch == -1 or 0 < batch < 1 or (batch >= 1 and float(batch).is_integer())):
+        raise XrayExpError(f"{origin['batch']}={batch}: use a whole number of images >= 1, -1 for Ultralytics' "
+                           "AutoBatch, or a fraction 0-1 of GPU memory")
+    if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < MIN_IMGSZ:
+        raise XrayExpError(f"{origin['imgsz']}={imgsz}: training takes one square size in pixels, at least "
+                           f"{MIN_IMGSZ} (Ultralytics rounds it up to a multiple of 32), e.g. imgsz=640")
+
+
+def check_device(device) -> None:
+    """The device Ultralytics would refuse (e.g. cuda:0 without CUDA), as one line before any work starts.
+
+    Uses Ultralytics' own select_device, which training, eval and predict call later with the same value.
+    """
+    from ultralytics.utils.torch_utils import select_device
+
+    try:
+        select_device(device, verbose=False)
+    except ValueError as e:
+        import torch
+
+        raise XrayExpError(f"device={device}: {str(e).splitlines()[0]} (torch sees {torch.cuda.device_count()} "
+                           "CUDA devices)") from None
 
 
 def check_override_keys(overrides: list[str]) -> None:
@@ -62,8 +101,15 @@ def check_override_keys(overrides: list[str]) -> None:
     to Hydra, whose own error is clear enough for config-group names.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
 
-    parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("-")])
+    try:
+        parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("-")])
+    except OverrideParseException as e:
+        # Hydra's message: "Error parsing override '<it>'", the parser's complaint, a link to the grammar.
+        lines = str(e).splitlines()
+        raise XrayExpError(f"{lines[0]}: {lines[1] if len(lines) > 1 else ''} (values with brackets, commas or "
+                           "quotes need quoting: key='value')") from None
     root = OmegaConf.load(ROOT_CONFIG)
     root_keys = {k for k in root if k != "defaults"} | {
         entry if isinstance(entry, str) else next(iter(entry)) for entry in root.defaults}

@@ -32,3 +32,16 @@ def resolve_weights(model: DictConfig) -> Path | None:
         raise XrayExpError(f"model.weights={model.weights}: file not found ({path}); put the .pt there, or use "
                            f"model.weights=auto to train {model.arch} from scratch")
     return path
+
+
+def check_checkpoint(path: Path) -> None:
+    """Load the weights as training will (Ultralytics' load_checkpoint), so a file that is not a checkpoint
+    fails as one line before training instead of with a stack trace inside it. A .pt is a pickle: loading
+    one runs code it holds, so use only weights you trust (README, Security)."""
+    from ultralytics.nn.tasks import load_checkpoint
+
+    try:
+        load_checkpoint(path)
+    except Exception as e:  # Ultralytics raises many kinds for a file that is not its checkpoint
+        raise XrayExpError(f"model.weights={path}: not an Ultralytics checkpoint ({type(e).__name__}: "
+                           f"{(str(e).splitlines() or [''])[0]})") from None
