@@ -161,6 +161,14 @@ def test_sqlite_with_trials_on_several_hosts_is_refused_in_one_line(args, messag
     assert not (tmp_path / "sweep").exists()
 
 
+def test_sweeper_without_the_cli_refuses_sqlite_for_slurm_trials_too(tmp_path):
+    proc = run_train("-m", "search=path_a", "hydra/launcher=slurm_gpu", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("xray_exp: error: SLURM trials run on other nodes and cannot share SQLite")
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_slurm_gpu_preset_asks_one_gpu_for_the_guides_4_hours_with_job_files_in_the_sweep_folder(tmp_path, monkeypatch):
     """What sbatch would be asked, through submitit's own translation of the launcher's parameters."""
     (tmp_path / "srun").write_text("#!/bin/sh\n")  # submitit's "am I on a SLURM cluster?" check looks for srun

@@ -142,15 +142,16 @@ def compose_sweep(overrides: list[str]) -> Sweep:
                  seed=sweeper.sampler.get("seed"), launcher=cfg.hydra.launcher.get("_target_", ""))
 
 
-def check_storage(sweep: Sweep, multi_host: bool) -> None:
-    """Trials on several hosts need a database server: SQLite on a network file system corrupts."""
-    if not is_sqlite(sweep.storage):
+def check_storage(storage: str, launcher: str, multi_host: bool = False) -> None:
+    """Trials on several hosts (the SLURM launcher, or --multi-host) need a database server: SQLite on a
+    network file system corrupts. The sweeper checks it too, for `python -m xray_exp -m` without this CLI."""
+    if not is_sqlite(storage):
         return
-    if sweep.slurm:
-        raise XrayExpError(f"SLURM trials run on other nodes and cannot share SQLite ({sweep.storage}): "
+    if launcher == SLURM_LAUNCHER:
+        raise XrayExpError(f"SLURM trials run on other nodes and cannot share SQLite ({storage}): "
                            "set hydra.sweeper.storage=postgresql://... (a server every node reaches)")
     if multi_host:
-        raise XrayExpError(f"--multi-host needs a database server, not SQLite ({sweep.storage}), which corrupts on "
+        raise XrayExpError(f"--multi-host needs a database server, not SQLite ({storage}), which corrupts on "
                            "a network file system: set hydra.sweeper.storage=postgresql://...")
 
 

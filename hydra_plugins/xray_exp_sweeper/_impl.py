@@ -47,6 +47,7 @@ from xray_exp.errors import XrayExpError
 from xray_exp.files import write_text
 from xray_exp.run.run_folder import read_metrics
 from xray_exp.run.trial_hook import start_heartbeat
+from xray_exp.sweep_workers import check_storage
 from xray_exp.study import (BEST_FILE, HEARTBEAT_ATTR, OPTIMIZATION_RESULTS_FILE, OWNER_ATTR, PRUNER_ATTR,
                             TRIALS_FILE, default_storage, distribution_contains, fix_trial_params, is_sqlite,
                             set_trial_user_attrs, stale_trial_numbers)
@@ -91,8 +92,9 @@ class XrayOptunaSweeperImpl(OptunaSweeperImpl):
         self._check_supported()
         distributions, fixed = self._search_space(arguments)
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
-        sweep_dir.mkdir(parents=True, exist_ok=True)
         self.storage = self.storage or default_storage(sweep_dir)
+        check_storage(self.storage, self.config.hydra.launcher.get("_target_", ""))  # SQLite across hosts
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         _check_sqlite_file(_sqlite_file(self.storage), sweep_dir)
         self.rdb = _retrying(self._open_storage, f"{_storage_name(self.storage)}: cannot open as an Optuna study storage")
         study = _retrying(self._create_study, f"{_storage_name(self.storage)}: cannot create or load study "

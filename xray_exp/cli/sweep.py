@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 def handle(args) -> int:
     sweep = sweep_workers.compose_sweep(args.overrides)
-    sweep_workers.check_storage(sweep, args.multi_host)
+    sweep_workers.check_storage(sweep.storage, sweep.launcher, args.multi_host)
     unpinned = args.workers is not None or sweep.slurm  # no GPU to pick here: skip torch's import and CUDA probe
     specs = sweep_workers.plan_workers(args.gpus, args.per_gpu, args.workers,
                                        0 if unpinned else sweep_workers.cuda_device_count(),
