@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 
-.PHONY: install demo test test-fast bench-overhead bench-synth bench-learnability bench-merge bench-pruning bench-alignment bench-workers data-merged clean
+.PHONY: install demo test test-fast bench-overhead bench-synth bench-learnability bench-merge bench-pruning bench-alignment bench-workers claims-demo data-merged clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,19 @@ install: $(VENV)/.installed
 demo: install
 	YOLO_VERBOSE=False $(PY) -m xray_exp -m experiment=demo search=demo
 	$(PY) -m xray_exp.cli compare outputs/sweeps/demo --plot outputs/sweeps/demo/plots
+
+# The guide's claims measured with seeds on CPU (docs/claims.md): 8 claims x 3 seeds of yolov8n on synthetic scans
+# (240 train / 80 val at 96 px), the guide's 100/200 epochs scaled to 10/20, two training processes at once;
+# then one row per claim against the old column (Welch 95 % intervals) and the forest plot. Re-running resumes.
+CLAIMS_DEMO = outputs/claims/demo
+claims-demo: install
+	YOLO_VERBOSE=False $(PY) -m xray_exp.cli claims --seeds 3 --workers 2 --out $(CLAIMS_DEMO) \
+	  --claims baseline,optimizer,batch,augmentation,dropout,schedule,path_a,labels_transposed \
+	  dataset=synthetic dataset.data=data/synthetic_xray_claims/data.yaml dataset.n_train=240 dataset.n_val=80 \
+	  dataset.imgsz=96 model=yolov8n imgsz=96 device=cpu workers=0 augmentation.close_mosaic=2 \
+	  +ultralytics.nbs=16 +ultralytics.plots=false '++claim.epochs=[10,20]' '++claim.patience=[5,8]'
+	$(PY) -m xray_exp.cli compare $(CLAIMS_DEMO) --by claim --markdown $(CLAIMS_DEMO)/claims.md \
+	  --plot $(CLAIMS_DEMO)/plots
 
 test: install
 	$(PY) -m pytest -q

@@ -146,6 +146,7 @@ def test_a_fresh_folder_is_one_grid_a_partial_one_only_its_missing_jobs():
     assert left == [claims.Job(b, 1), claims.Job(c, 0), claims.Job(c, 1)]
     assert claims.batches(left, workers=1) == [([b], [1]), ([c], [0, 1])]
     assert claims.batches(left, workers=2) == [([b], [1]), ([c], [0]), ([c], [1])]
+    assert claims.batches(fresh, workers=2) == [([a, c], [0, 1]), ([b], [0, 1])]
 
 
 # ---- the mislabelled dataset ------------------------------------------------------------------------

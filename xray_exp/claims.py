@@ -13,7 +13,8 @@ folder whose metrics.json says anything but failed); a failed or interrupted run
 to `<out>/.retried/` first, because Ultralytics appends to an existing results.csv. It refuses
 overrides that would erase a claim (an `epochs=` override sets every claim's epochs, so `schedule`
 would equal `baseline`), and a folder holding runs made with other overrides. With `workers` > 1
-each job is its own process, `workers` at a time; otherwise one process per grid.
+the grid is cut into that many processes run at once (Ultralytics trains on CPU with one thread
+fewer than the cores, so on a small CPU two processes use it better than one).
 """
 import contextlib
 import fcntl
@@ -261,17 +262,28 @@ def plan(claims: Sequence[Claim], seeds: int, state: State) -> list[Job]:
 
 
 def batches(jobs: Sequence[Job], workers: int) -> list[tuple[list[Claim], list[int]]]:
-    """Grids (claims, seeds) covering exactly `jobs`: one per job with several workers, else as few as
-    possible (claims with the same pending seeds share a grid: a fresh folder is one grid)."""
-    if workers > 1:
-        return [([j.claim], [j.seed]) for j in jobs]
+    """Grids (claims, seeds) covering exactly `jobs`, each run by one process.
+
+    As few as possible (claims with the same pending seeds share a grid: a fresh folder is one grid),
+    then, for several workers, each grid cut into `workers` parts by claim (round robin, so the long
+    schedule and path_a runs land in different parts), or by seed when it has one claim: every
+    process pays Python's and torch's start-up once, not once per run.
+    """
     seeds_of: dict[Claim, list[int]] = {}
     for j in jobs:
         seeds_of.setdefault(j.claim, []).append(j.seed)
     grids: dict[tuple[int, ...], list[Claim]] = {}
     for claim, seeds in seeds_of.items():
         grids.setdefault(tuple(seeds), []).append(claim)
-    return [(claims, list(seeds)) for seeds, claims in grids.items()]
+    parts = []
+    for seeds, claims in grids.items():
+        if len(claims) > 1:
+            k = min(workers, len(claims))
+            parts += [(claims[i::k], list(seeds)) for i in range(k)]
+        else:
+            k = min(workers, len(seeds))
+            parts += [(claims, list(seeds[i::k])) for i in range(k)]
+    return parts
 
 
 @contextlib.contextmanager
@@ -301,37 +313,40 @@ def launch(grids: Sequence[tuple[list[Claim], list[int]]], overrides: Sequence[s
            workers: int) -> list[int]:
     """Run each grid as `python -m xray_exp -m ...`, `workers` processes at a time; their exit codes.
 
-    One process at a time shares this terminal; several write to out/logs/<first job>.log each.
+    One process at a time shares this terminal; several write to out/logs/<first job>.log each and
+    this process logs one line as each starts and ends.
     """
     codes: list[int] = []
-    running: list[tuple[subprocess.Popen, object]] = []
+    running: list[tuple[subprocess.Popen, object, str]] = []
     for claims, seeds in grids:
         while len(running) >= workers:
-            codes += _reap(running)
+            codes.append(_reap(running))
         cmd = [sys.executable, "-m", "xray_exp", *hydra_args(claims, seeds, overrides, out)]
+        what = f"{', '.join('+'.join(c) for c in claims)} x seeds {','.join(map(str, seeds))}"
         if workers == 1:
             log.info("running: " + " ".join(cmd[1:]))
-            running.append((subprocess.Popen(cmd), None))
+            running.append((subprocess.Popen(cmd), None, what))
         else:
             (out / "logs").mkdir(exist_ok=True)
             logfile = open(out / "logs" / f"{Job(claims[0], seeds[0]).name}.log", "w")
-            log.info(f"started {Job(claims[0], seeds[0]).name} > {logfile.name}")
-            running.append((subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT), logfile))
+            log.info(f"started {what} > {logfile.name}")
+            running.append((subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT), logfile, what))
     while running:
-        codes += _reap(running)
+        codes.append(_reap(running))
     return codes
 
 
-def _reap(running: list) -> list[int]:
+def _reap(running: list) -> int:
     """Wait for one of the running processes to end; its exit code."""
     while True:
         for item in running:
-            proc, logfile = item
+            proc, logfile, what = item
             if proc.poll() is not None:
                 running.remove(item)
                 if logfile is not None:
                     logfile.close()
-                return [proc.returncode]
+                    log.info(f"ended {what} (exit {proc.returncode})")
+                return proc.returncode
         time.sleep(0.5)
 
 

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                    help=f"the multirun folder (default {DEFAULT_OUT}); the same DIR resumes")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="training processes at once, one run each (default 1: one process for the whole grid)")
+                   help="processes at once, each training part of the grid (default 1: one process for the whole grid)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the Hydra command; run nothing")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. experiment=demo")
     p.set_defaults(func=_claims)
