@@ -9,7 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -410,3 +410,14 @@ def test_bad_input_is_one_line_naming_the_culprit_and_inputs_stay_as_they_were(n
 def test_there_are_at_least_25_cases_across_train_data_compare_eval_and_predict():
     kinds = {name.split("_")[0] for name in CASES}
     assert len(CASES) >= 25 and kinds >= {"train", "merge", "convert", "audit", "compare", "eval", "predict"}
+
+
+def test_train_itself_refuses_a_used_folder_and_writes_nothing_there(compose_train, world):
+    """The check multirun jobs rely on (the Hydra callback covers single runs before Hydra writes)."""
+    from xray_exp.errors import XrayExpError
+    from xray_exp.run.train import train
+
+    before = tree_hashes(world["run"], mtimes=True)
+    with pytest.raises(XrayExpError, match="already holds another run's results"):
+        train(compose_train(*world["tiny"]), world["run"])
+    assert tree_hashes(world["run"], mtimes=True) == before

@@ -79,7 +79,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> RunResult:
 
 
 def _train(cfg: DictConfig, run_dir: Path, progress: _Progress) -> RunResult:
-    # Checks that need no torch come first: a refused run should fail fast.
+    # Every check before Ultralytics builds anything, the costly ones (device, loading the weights) last.
     kwargs = train_args.train_kwargs(cfg)
     data_yaml = resolve_data_yaml(cfg.dataset)
     weights = resolve_weights(cfg.model)
@@ -94,7 +94,7 @@ def _train(cfg: DictConfig, run_dir: Path, progress: _Progress) -> RunResult:
     if weights:
         check_checkpoint(weights)
 
-    # Deferred: torch and Ultralytics take seconds to import.
+    # Deferred: importing Ultralytics' model classes takes seconds a refused run does not need.
     from ultralytics import YOLO
 
     from xray_exp.offline import pin_ultralytics_dirs
