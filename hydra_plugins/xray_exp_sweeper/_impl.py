@@ -10,7 +10,7 @@ hides the trial from the job, and never tells PRUNED. Here:
 - RUNNING trials whose sweep process is gone are told FAIL (`_reap_stale`, the one place for that rule).
 - The job gets `++trial.number/storage/study_name` and reports each epoch itself (xray_exp/run/trial_hook.py);
   the job's metrics.json says whether it stopped early (pruned / gate -> PRUNED) or went NaN (FAIL).
-Every difference from the stock sweeper is listed in docs/hydra.md.
+Every difference from the stock sweeper is listed in docs/sweeper.md; how it works is in docs/hydra.md.
 """
 import contextlib
 import csv
