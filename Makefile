@@ -15,9 +15,10 @@ install: $(VENV)/.installed
 
 # A real Optuna sweep on CPU (synthetic data, 3 trials of up to 6 epochs, median pruning), then the comparison
 # table. Re-running resumes the finished study (no new training) and prints the table again.
-# YOLO_VERBOSE=False: no Ultralytics per-batch bars; the sweep logs each epoch and each finished trial.
+# One console line per finished trial (xray-exp sweep); the sweep's full log is outputs/sweeps/demo/worker-0.log,
+# without Ultralytics' per-batch bars (YOLO_VERBOSE=False).
 demo: install
-	YOLO_VERBOSE=False $(PY) -m xray_exp -m experiment=demo search=demo
+	YOLO_VERBOSE=False $(PY) -m xray_exp.cli sweep --workers 1 experiment=demo search=demo
 	$(PY) -m xray_exp.cli compare outputs/sweeps/demo --plot outputs/sweeps/demo/plots
 
 # The guide's claims measured with seeds on CPU (docs/claims.md): 8 claims x 3 seeds of yolov8n on synthetic scans

@@ -1,8 +1,8 @@
 """`xray-exp dashboard`: optuna-dashboard on a real sweep folder, read while the sweep runs, loaded in a real
 (headless) browser.
 
-The sweep: two tiny trainings complete; then the same command resumes it to three trials with a pruner that
-prunes at the first epoch, while the dashboard, started on two trials, keeps serving.
+The sweep: two tiny 1-epoch trainings complete; then the same command resumes it to three trials with a pruner
+that prunes at the first epoch, while the dashboard, started on two trials, keeps serving.
 """
 import json
 import shutil
@@ -24,7 +24,7 @@ def sweep(tiny_overrides: list[str], sweep_dir: Path, log: Path, *extra: str) ->
     """`python -m xray_exp -m search=path_a ...` in the background, its output into `log`."""
     with log.open("w") as out:
         return subprocess.Popen([sys.executable, "-m", "xray_exp", "-m", "search=path_a", *tiny_overrides,
-                                 f"hydra.sweep.dir={sweep_dir}", f"hydra.sweeper.study_name={STUDY}", *extra],
+                                 "epochs=1", f"hydra.sweep.dir={sweep_dir}", f"hydra.sweeper.study_name={STUDY}", *extra],
                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 

@@ -44,18 +44,12 @@ def test_generic_yolo_preset_takes_any_data_yaml(synthetic_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_train_on_a_user_dataset_by_name_in_a_run_and_in_xray_exp_sweep(user_conf, synthetic_data, tmp_path):
-    run_dir = tmp_path / "run"
-    proc = run_train("--config-dir", user_conf, "dataset=bags", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    record = json.loads((run_dir / "metrics.json").read_text())
-    assert record["data"] == str(synthetic_data) and record["epochs_completed"] == 1
-
-    # xray-exp sweep composes the plan itself and hands the same overrides to its workers.
+def test_train_on_a_user_dataset_by_name_with_xray_exp_sweep(user_conf, synthetic_data, tmp_path):
+    # xray-exp sweep composes the plan itself and hands the same overrides to its worker, which trains.
     proc = run_cli("sweep", "--workers", "1", f"hydra.searchpath=[file://{user_conf}]", "search=bags", "dataset=bags",
                    *TINY, "hydra/sweeper/pruner=none", cwd=tmp_path)
-    sweep_dir = tmp_path / "outputs" / "sweeps" / "bags"
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "bags"  # the user's search preset names the study
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((sweep_dir / "0" / "metrics.json").read_text())
-    assert record["data"] == str(synthetic_data)
+    assert record["data"] == str(synthetic_data) and record["epochs_completed"] == 1
     assert (sweep_dir / "study.db").is_file()
