@@ -50,7 +50,7 @@ from xray_exp.run.trial_hook import start_heartbeat
 from xray_exp.sweep_workers import check_storage
 from xray_exp.study import (BEST_FILE, HEARTBEAT_ATTR, OPTIMIZATION_RESULTS_FILE, OWNER_ATTR, PRUNER_ATTR,
                             TRIALS_FILE, default_storage, distribution_contains, fix_trial_params, is_sqlite,
-                            set_trial_user_attrs, stale_trial_numbers)
+                            open_storage, set_trial_user_attrs, stale_trial_numbers)
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class XrayOptunaSweeperImpl(OptunaSweeperImpl):
             self.heartbeat = self.heartbeat_interval
             return optuna.storages.RDBStorage(self.storage, heartbeat_interval=self.heartbeat_interval,
                                               grace_period=self.grace_period)
-        return optuna.storages.RDBStorage(self.storage)
+        return open_storage(self.storage)  # the one the in-process jobs open too
 
     def _create_study(self) -> optuna.Study:
         return optuna.create_study(study_name=self.study_name, storage=self.rdb, sampler=self.sampler,
