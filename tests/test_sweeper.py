@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from helpers import tree_hashes
 from hydra_plugins.xray_exp_sweeper import _impl
 from stub_app import APP, run_stub
-from xray_exp.errors import XrayExpError
+from xray_exp.errors import Terminated, XrayExpError
 from xray_exp.study import (BEST_FILE, OPTIMIZATION_RESULTS_FILE, OWNER_ATTR, PRUNER_ATTR, TRIALS_FILE,
                             default_storage)
 
@@ -208,17 +208,18 @@ def test_a_job_that_always_fails_stops_after_n_trials_failures(sweep_dir):
     assert not (sweep_dir / BEST_FILE).exists() and not (sweep_dir / OPTIMIZATION_RESULTS_FILE).exists()
 
 
-def test_ctrl_c_fails_the_running_trial_and_rewrites_the_tables(sweep_dir, start_sweep_process):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_fails_the_running_trial_and_rewrites_the_tables(sweep_dir, start_sweep_process, signum):
     log = sweep_dir.parent / "sweep.log"
     proc = start_sweep_process(log, f"hydra.sweep.dir={sweep_dir}", "slow_at=[0]", "slow_s=60")
     wait_for_job(proc, sweep_dir, 0)
-    os.kill(proc.pid, signal.SIGINT)
+    os.kill(proc.pid, signum)
     proc.join(60)
-    assert proc.exitcode == 130
+    assert proc.exitcode == 128 + signum
     out = log.read_text()
     assert [line for line in out.splitlines() if line.startswith("xray_exp:")] == [
-        "xray_exp: sweep interrupted in trial 0: that trial is FAIL, the tables are rewritten; "
-        "run the same command to resume"]
+        f"xray_exp: sweep interrupted by {signal.Signals(signum).name} in trial 0: that trial is FAIL, the tables "
+        "are rewritten; run the same command to resume"]
     assert "Traceback" not in out
     [trial] = load(sweep_dir).trials
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "interrupted"
@@ -280,8 +281,13 @@ def test_a_crafted_pruner_attribute_is_refused_and_runs_nothing(crafted_study, n
     assert not marker.exists()
 
 
+def raise_terminated(signum, frame) -> None:
+    raise Terminated()  # what `python -m xray_exp` makes of SIGTERM
+
+
 def sweep_process(log: Path, barrier, overrides: tuple) -> None:
     sys.stdout = sys.stderr = log.open("w")
+    signal.signal(signal.SIGTERM, raise_terminated)
     if barrier is not None:
         barrier.wait()
     sys.exit(run_stub(*overrides))

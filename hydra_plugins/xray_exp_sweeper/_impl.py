@@ -43,7 +43,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.xray_exp_sweeper.config import pruner_from_spec
-from xray_exp.errors import XrayExpError
+from xray_exp.errors import Terminated, XrayExpError
 from xray_exp.files import write_text
 from xray_exp.run.run_folder import read_metrics
 from xray_exp.run.trial_hook import start_heartbeat
@@ -70,7 +70,12 @@ SQLITE_MAGIC = b"SQLite format 3\x00"  # the first bytes of every SQLite databas
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a trial (in the job or the sweeper): the trial is FAIL and the tables are rewritten."""
+    """Ctrl-C or SIGTERM during a trial (seen by the job or the sweeper): the trial is FAIL and the tables
+    are rewritten."""
+
+    def __init__(self, number: int, signal_name: str) -> None:
+        super().__init__(f"trial {number}")
+        self.signal_name = signal_name
 
 
 class XrayOptunaSweeperImpl(OptunaSweeperImpl):
@@ -291,6 +296,7 @@ class XrayOptunaSweeperImpl(OptunaSweeperImpl):
         """Launch the trial's job and tell Optuna how it ended. Whatever happens, the trial is not left RUNNING."""
         # Heartbeats from here until told: they cover the wait for the job (a SLURM queue) and its start.
         beating = start_heartbeat(self._load(), trial.number, self.heartbeat) if self.heartbeat else None
+        signal_name = "SIGINT"  # unless the sweeper itself sees a SIGTERM (python -m xray_exp raises Terminated)
         try:
             if trial.number == 0 and self.enqueue_config_values:
                 fix_trial_params(trial, self.start_values)
@@ -303,16 +309,17 @@ class XrayOptunaSweeperImpl(OptunaSweeperImpl):
                          f"++trial.storage={_quote(self.storage)}"]
             [ret] = self.launcher.launch([overrides], initial_job_idx=trial.number)
             state, value, attrs = _outcome(ret)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             state, value, attrs = TrialState.FAIL, None, {"fail_reason": "interrupted"}
+            signal_name = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
         except Exception as e:  # the job could not even be composed (e.g. a bad override value)
             state, value, attrs = TrialState.FAIL, None, {"fail_reason": _reason(e)}
         self._tell(trial.number, state, value, attrs)
         if beating is not None:
             beating.set()
-        if attrs.get("fail_reason") == "interrupted":  # Ctrl-C, seen by the sweeper or by the job
+        if attrs.get("fail_reason") == "interrupted":  # Ctrl-C or SIGTERM, seen by the sweeper or by the job
             self._write_tables(sweep_dir)
-            raise SweepInterrupted(f"trial {trial.number}")
+            raise SweepInterrupted(trial.number, signal_name)
         return state, value, attrs
 
     def _check_job_folders(self, sweep_dir: Path) -> None:

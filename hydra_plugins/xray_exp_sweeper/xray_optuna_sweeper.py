@@ -1,5 +1,6 @@
 """The Hydra plugin class. Optuna is imported only when a sweep starts (single runs stay fast)."""
 import os
+import signal
 import sys
 from typing import Any, List, Optional
 
@@ -8,7 +9,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 from hydra_plugins.xray_exp_sweeper import config  # noqa: F401  (stores the config schema)
-from xray_exp.errors import XrayExpError
+from xray_exp.errors import Terminated, XrayExpError
 
 
 class XrayOptunaSweeper(Sweeper):
@@ -39,6 +40,8 @@ class XrayOptunaSweeper(Sweeper):
         except KeyboardInterrupt as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            print(f"xray_exp: sweep interrupted{f' in {e}' if str(e) else ''}: that trial is FAIL, "
-                  "the tables are rewritten; run the same command to resume", file=sys.stderr)
-            sys.exit(130)
+            # Only SweepInterrupted says where and which signal: Ctrl-C between trials is plain KeyboardInterrupt.
+            signal_name = getattr(e, "signal_name", "SIGTERM" if isinstance(e, Terminated) else "SIGINT")
+            trial = f" in {e}: that trial is FAIL, the tables are rewritten" if str(e) else ""
+            print(f"xray_exp: sweep interrupted by {signal_name}{trial}; run the same command to resume", file=sys.stderr)
+            sys.exit(128 + getattr(signal, signal_name))  # the shell's convention for "ended by this signal"
