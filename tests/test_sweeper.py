@@ -15,9 +15,9 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import optuna
 import pytest
@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from helpers import tree_hashes
 from hydra_plugins.xray_exp_sweeper import _impl
-from stub_app import APP, run_stub
+from stub_app import APP, memory_dir, run_stub
 from xray_exp.errors import Terminated, XrayExpError
 from xray_exp.study import (BEST_FILE, OPTIMIZATION_RESULTS_FILE, OWNER_ATTR, PRUNER_ATTR, TRIALS_FILE,
                             default_storage)
@@ -38,15 +38,10 @@ GAIN = {"adam": 0.0, "sgd": 1.0}      # tests/stub_app/conf/opt/*.yaml
 
 
 @pytest.fixture
-def sweep_dir(tmp_path) -> Path:
-    """A sweep folder for one test, in memory where the OS offers it (/dev/shm): SQLite syncs every commit
-    to disk, and on a busy shared disk that, not the sweeper, is most of a stub sweep's time."""
-    shm = Path("/dev/shm")
-    if not shm.is_dir():
-        yield tmp_path / "sweep"
-        return
-    with tempfile.TemporaryDirectory(dir=shm, prefix="xray_exp-test-") as folder:
-        yield Path(folder) / "sweep"
+def sweep_dir(tmp_path) -> Iterator[Path]:
+    """A sweep folder for one test (not created yet), in memory."""
+    with memory_dir(tmp_path) as folder:
+        yield folder / "sweep"
 
 
 def stub_objective(x: float, y: float, opt: str = "adam") -> float:
@@ -254,15 +249,15 @@ CRAFTED_PRUNERS = {  # what whoever can write to a shared study could store as a
 
 
 @pytest.fixture(scope="module")
-def crafted_study(tmp_path_factory) -> tuple[str, Path]:
+def crafted_study(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """A real SQLite study whose trial k carries the k-th crafted pruner spec: (storage URL, marker folder
     each spec would create if it were run)."""
-    folder = tmp_path_factory.mktemp("crafted")
-    storage, marker = default_storage(folder), folder / "created-by-the-spec"
-    study = optuna.create_study(study_name="shared", storage=storage)
-    for spec in CRAFTED_PRUNERS.values():
-        study.ask().set_system_attr(PRUNER_ATTR, json.loads(json.dumps(spec).replace("{marker}", str(marker))))
-    return storage, marker
+    with memory_dir(tmp_path_factory.mktemp("crafted")) as folder:
+        storage, marker = default_storage(folder), folder / "created-by-the-spec"
+        study = optuna.create_study(study_name="shared", storage=storage)
+        for spec in CRAFTED_PRUNERS.values():
+            study.ask().set_system_attr(PRUNER_ATTR, json.loads(json.dumps(spec).replace("{marker}", str(marker))))
+        yield storage, marker
 
 
 @pytest.mark.parametrize("number, name", enumerate(CRAFTED_PRUNERS))

@@ -6,13 +6,14 @@ so "inputs unchanged" covers the study too.
 """
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from helpers import run_cli, tree_hashes
-from stub_app import run_stub
+from stub_app import memory_dir, run_stub
 from xray_exp.errors import XrayExpError
 from xray_exp.study import STORAGE_FILE, default_storage
 
@@ -59,10 +60,10 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def finished_sweep(tmp_path_factory) -> Path:
-    sweep_dir = tmp_path_factory.mktemp("finished") / "sweep"
-    assert run_stub(f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.n_trials=1") == 0
-    return sweep_dir
+def finished_sweep(tmp_path_factory) -> Iterator[Path]:
+    with memory_dir(tmp_path_factory.mktemp("finished")) as folder:
+        assert run_stub(f"hydra.sweep.dir={folder / 'sweep'}", "hydra.sweeper.n_trials=1") == 0
+        yield folder / "sweep"
 
 
 @pytest.mark.parametrize("overrides, change, expected", CASES.values(), ids=CASES.keys())

@@ -1,6 +1,10 @@
-"""The stub Hydra app (app.py) the sweeper tests sweep, and a way to run it in the test's own process."""
+"""The stub Hydra app (app.py) the sweeper tests sweep, a way to run it in the test's own process, and
+folders in memory for its studies."""
+import contextlib
 import sys
+import tempfile
 from pathlib import Path
+from typing import Iterator
 from unittest import mock
 
 APP = Path(__file__).resolve().parent / "app.py"
@@ -18,3 +22,15 @@ def run_stub(*overrides: str, multirun: bool = True) -> int:
         except SystemExit as e:
             return e.code if isinstance(e.code, int) else 1
     return 0
+
+
+@contextlib.contextmanager
+def memory_dir(fallback: Path) -> Iterator[Path]:
+    """A folder in memory where the OS offers one (/dev/shm), else `fallback`: SQLite syncs every commit to
+    disk, and on a busy shared disk that, not the sweeper, is most of a stub sweep's time."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        yield fallback
+        return
+    with tempfile.TemporaryDirectory(dir=shm, prefix="xray_exp-test-") as folder:
+        yield Path(folder)
