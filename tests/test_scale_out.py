@@ -21,7 +21,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from helpers import CONF, ROOT, TINY_DATA, run_cli, run_train, tiny_args
+from helpers import CONF, FIXTURES, ROOT, TINY_DATA, run_cli, run_train, tiny_args
 from xray_exp.data.synthetic import build_dataset
 from xray_exp.data.yolo import load_data_yaml, write_data_yaml
 from xray_exp.errors import XrayExpError
@@ -266,6 +266,30 @@ def test_two_workers_on_one_postgresql_study_finish_exactly_n_trials_in_distinct
     assert len({t.user_attrs["run_dir"] for t in complete}) == 3
     assert len({t.system_attrs[OWNER_ATTR]["pid"] for t in complete}) == 2  # both workers trained
     assert not (sweep_dir / "study.db").exists()
+
+
+@pytest.mark.slow
+def test_trials_run_as_slurm_jobs_of_the_slurm_gpu_preset_on_a_stand_in_scheduler(
+        postgres_server, tiny_overrides, tmp_path):
+    """hydra/launcher=slurm_gpu end to end: submitit's SLURM launcher writes and submits the batch script;
+    only the scheduler is a stand-in (tests/fixtures/fake_slurm: sbatch runs the script here at once)."""
+    storage = postgres_server()
+    sweep_dir, state = tmp_path / "sweep", tmp_path / "slurm"
+    env = {"PATH": f"{FIXTURES / 'fake_slurm'}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_DIR": str(state)}
+    proc = run_cli("sweep", "--workers", "1", *sweep_overrides(tiny_overrides, sweep_dir, 1, "hydra/launcher=slurm_gpu",
+                                                              f"hydra.sweeper.storage='{storage}'"), env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="path_a", storage=storage)
+    [trial] = study.trials
+    assert trial.state == TrialState.COMPLETE and sorted(trial.intermediate_values) == [1]  # reported from the job
+    record = json.loads((sweep_dir / "0" / "metrics.json").read_text())
+    assert trial.value == pytest.approx(record["value"])
+    [script] = state.glob("job_*.sbatch")  # the trial was one SLURM job
+    lines = script.read_text().splitlines()
+    for flag in ("--time=240", "--gpus-per-node=1", "--cpus-per-task=8", "--mem=64GB", "--ntasks-per-node=1"):
+        assert f"#SBATCH {flag}" in lines
+    job_id = script.stem.split("_")[1]
+    assert (sweep_dir / ".submitit" / job_id / f"{job_id}_0_log.out").is_file()  # its logs in the sweep folder
 
 
 @pytest.mark.slow
