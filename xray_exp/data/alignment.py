@@ -29,7 +29,7 @@ from PIL import Image
 from xray_exp.data.yolo import SPLITS, LabelError, YoloDataset, label_lines, load_data_yaml, parse_line
 from xray_exp.errors import XrayExpError
 
-DEFAULT_SAMPLE = 200  # images: ~2 s at 640 px on one core (docs/alignment.md)
+DEFAULT_SAMPLE = 200  # images: ~2 s of CPU at 640 px (docs/alignment.md)
 RING = 0.15  # the ring around a box is this share of the box's width and height on each side (>= 1 px)
 MIN_SHARE = 0.6  # a correction must fit better for at least this share of the boxes it moves ...
 Z = 3.0  # ... and the share must be above one half by 3 standard errors (Wilson bound): no coin flips
@@ -406,9 +406,10 @@ def check_alignment(data: str | Path | YoloDataset, sample: int = DEFAULT_SAMPLE
     if overall:
         suspicions.append(overall)
     for c in class_ids:
-        # A class that follows the dataset's own mistake adds no line, even when another correction
-        # also helps it (undoing a 2.4 % scale moves a box part of the way back from a shift).
-        if overall and overall.mistake and class_tallies[c][overall.mistake.name].confirmed():
+        # A class that goes along with the dataset's own mistake adds no line, even when another
+        # correction also helps it (undoing a 2.4 % scale, or a one-axis shift, moves a box part of the
+        # way back from a diagonal shift) and even when it has too few boxes to be clear on its own.
+        if overall and overall.mistake and class_tallies[c][overall.mistake.name].share >= MIN_SHARE:
             continue
         if found := _verdict(class_tallies[c], class_placed[c], None, c):
             suspicions.append(found)
