@@ -76,6 +76,10 @@ def with_mistake(data_yaml: Path, out: Path, mistake, only_class: int | None = N
 
 @pytest.mark.parametrize("name", SETS)
 def test_correct_labels_raise_no_suspicion(datasets, name):
+    size = SETS[name][0]
+    width, height = (size, size) if isinstance(size, int) else size
+    image = cv2.imread(str(next((datasets[name].parent / "images/train").glob("*.jpg"))))
+    assert image.shape == (height, width, 3)  # the generator's non-square option
     report = check_alignment(datasets[name])
     assert report.images == 100 - sum(1 for p in (datasets[name].parent / "labels").rglob("*.txt")
                                      if not p.read_text().strip())
