@@ -1,6 +1,7 @@
 """The xray_optuna sweeper's bookkeeping on a stub task (tests/stub_app), in the style of hydra-optuna-sweeper's
 own tests (its example/sphere.py): resume and job-folder numbering, trial 0, config-group and choice() search
-spaces, PRUNED/FAIL/NaN, orphaned trials, failure rate, Ctrl-C, the tables, and sweeps started together.
+spaces, PRUNED/FAIL/NaN, orphaned trials, failure rate, SIGINT/SIGTERM/kill -9, the tables, a crafted
+pruner attribute, and sweeps started together.
 
 The stub's job takes milliseconds, so each test costs what Hydra and Optuna themselves cost. Sweeps run
 in this process (stub_app.run_stub); where separate processes are the point, they are forked from this
@@ -29,6 +30,7 @@ from helpers import tree_hashes
 from hydra_plugins.xray_exp_sweeper import _impl
 from stub_app import APP, memory_dir, run_stub
 from xray_exp.errors import Terminated, XrayExpError
+from xray_exp.run.run_folder import read_metrics
 from xray_exp.study import (BEST_FILE, OPTIMIZATION_RESULTS_FILE, OWNER_ATTR, PRUNER_ATTR, TRIALS_FILE,
                             default_storage)
 
@@ -62,7 +64,7 @@ def read_trials_csv(sweep_dir: Path) -> list[dict]:
 
 
 def metrics(sweep_dir: Path, number: int) -> dict:
-    return json.loads((sweep_dir / str(number) / "metrics.json").read_text())
+    return read_metrics(sweep_dir / str(number))
 
 
 def test_stub_app_declares_no_trial_node():
