@@ -4,7 +4,6 @@ Runs the pair alternately (so drift hits both), >= 3 pairs, and prints each time
 Target: ratio <= 1.03. Usage: python scripts/bench_overhead.py [--pairs 3] [--epochs 6] [--device 0]
 """
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -18,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 import xray_exp  # noqa: E402  (sets the offline environment the children inherit)
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from xray_exp import settings  # noqa: E402
+from xray_exp.run import train_args  # noqa: E402
 from xray_exp.data.synthetic import build_dataset  # noqa: E402
 
 

@@ -29,7 +29,7 @@ def main() -> int:
         generate_image(0, "train", i, args.imgsz)
     one = (time.perf_counter() - t0) / 20
     print(f"one image in one process (no file writes): {one * 1000:.0f} ms")
-    print(f"\n| images | imgsz | cores | wall (s) | images/s | MB on disk |\n|---|---|---|---|---|---|")
+    print("\n| images | imgsz | cores | wall (s) | images/s | MB on disk |\n|---|---|---|---|---|---|")
     worst = 0.0
     for _ in range(args.repeats):
         tmp = Path(tempfile.mkdtemp(prefix="xray_exp_bench_synth_"))

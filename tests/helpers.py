@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -75,3 +78,38 @@ def grid_detector(trained: Path, out: Path, scores: list[float], box_px: float =
             cls_branch[-1].bias.copy_(torch.logit(torch.tensor(scores)))
     torch.save(ckpt, out)
     return out
+
+
+# Rendered exports with known truth (convert and alignment tests): filled boxes whose pixel extent is the truth.
+W, H = 240, 160  # not square, so a transposed reading cannot pass by accident
+COLORS = [(0, 0, 255), (0, 255, 0), (255, 0, 0)]
+
+
+def render_scene(path: Path, objects) -> None:
+    """Filled rectangles on black; PNG-exact pixels even with a .jpg name (cv2 picks the codec by name, so
+    we encode PNG bytes: the converters never decode images, the test reads the truth back from pixels)."""
+    img = np.zeros((H, W, 3), np.uint8)
+    for k, (_, x1, y1, x2, y2) in enumerate(objects):
+        cv2.rectangle(img, (x1, y1), (x2 - 1, y2 - 1), COLORS[k], -1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(cv2.imencode(".png", img)[1].tobytes())
+
+
+def boxes_from_pixels(path: Path, n: int) -> list[tuple[int, int, int, int]]:
+    """The truth as rendered: the pixel extent of each colour."""
+    img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    out = []
+    for color in COLORS[:n]:
+        ys, xs = np.nonzero(np.all(img == color, axis=2))
+        out.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+    return out
+
+
+def loc_suffix(path: Path, objects) -> str:
+    """PaliGemma's encoding: y_min, x_min, y_max, x_max in 1024 bins of height/width."""
+    parts = []
+    for (cls, *_), (x1, y1, x2, y2) in zip(objects, boxes_from_pixels(path, len(objects))):
+        ys = [min(round(v / H * 1024), 1023) for v in (y1, y2)]
+        xs = [min(round(v / W * 1024), 1023) for v in (x1, x2)]
+        parts.append(f"<loc{ys[0]:04d}><loc{xs[0]:04d}><loc{ys[1]:04d}><loc{xs[1]:04d}> {cls}")
+    return " ; ".join(parts)

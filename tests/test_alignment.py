@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import run_cli
+from helpers import H, W, loc_suffix, render_scene, run_cli
 from xray_exp.data import convert as convert_mod
 from xray_exp.data.alignment import MISTAKE_NAMES, check_alignment, score_image
 from xray_exp.data.audit import audit_dataset
@@ -207,21 +207,18 @@ def loc_scenes(rng: np.random.Generator, n: int, w: int, h: int) -> list[tuple[s
             x1, y1 = rng.integers(0, w - bw), rng.integers(0, h - bh)
             if all(x1 >= b[3] + 4 or x1 + bw + 4 <= b[1] or y1 >= b[4] + 4 or y1 + bh + 4 <= b[2] for b in objects):
                 objects.append((["Gun", "knife", "scissors"][len(objects)], int(x1), int(y1), int(x1 + bw), int(y1 + bh)))
-        scenes.append((f"scan_{k:02d}.png", objects))  # test_convert.render writes PNG bytes
+        scenes.append((f"scan_{k:02d}.png", objects))  # helpers.render_scene writes PNG bytes
     return scenes
 
 
 def test_loc_export_read_as_xy_per_mille_is_named_transposed(tmp_path, monkeypatch):
     """The guide's suspected converter: `<loc>` tokens read as x_min, y_min, x_max, y_max per 1000 (the
     reading test_convert pins as wrong), on the convert tests' rendered exports (240x160, not square)."""
-    from test_convert import H, W, loc_suffix
-    from test_convert import render as render_boxes
-
     export = tmp_path / "export"
     export.mkdir()
     lines = []
     for name, objects in loc_scenes(np.random.default_rng(0), 16, W, H):
-        render_boxes(export / name, objects)
+        render_scene(export / name, objects)
         lines.append(json.dumps({"image": name, "prefix": "detect Gun ; knife ; scissors",
                                  "suffix": loc_suffix(export / name, objects)}))
     (export / "_annotations.train.jsonl").write_text("\n".join(lines) + "\n")

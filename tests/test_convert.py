@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import tree_hashes
+from helpers import H, W, boxes_from_pixels, loc_suffix, render_scene, tree_hashes
 from xray_exp.data.convert import convert, parse_loc_objects
 from xray_exp.data.yolo import label_lines, parse_line
 from xray_exp.errors import XrayExpError
 
-W, H = 240, 160  # not square, so a transposed reading cannot pass by accident
 # Each image: (file name, [(class name, x1, y1, x2, y2)]) in pixel edges; fill covers x1..x2-1.
 SCENES = {
     "train": [("bag_a.jpg", [("knife", 20, 10, 100, 50), ("Gun", 150, 90, 230, 150)]),
@@ -23,27 +22,7 @@ SCENES = {
               ("bag_empty.jpg", [])],
     "valid": [("bag_c.jpg", [("Gun", 5, 30, 200, 60)])],
 }
-COLORS = [(0, 0, 255), (0, 255, 0), (255, 0, 0)]
 
-
-def render(path: Path, objects) -> None:
-    """Filled rectangles on black; PNG-exact pixels even with a .jpg name (cv2 picks the codec by name, so
-    we encode PNG bytes: the converters never decode images, the test reads the truth back from pixels)."""
-    img = np.zeros((H, W, 3), np.uint8)
-    for k, (_, x1, y1, x2, y2) in enumerate(objects):
-        cv2.rectangle(img, (x1, y1), (x2 - 1, y2 - 1), COLORS[k], -1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(cv2.imencode(".png", img)[1].tobytes())
-
-
-def boxes_from_pixels(path: Path, n: int) -> list[tuple[int, int, int, int]]:
-    """The truth as rendered: the pixel extent of each colour."""
-    img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
-    out = []
-    for color in COLORS[:n]:
-        ys, xs = np.nonzero(np.all(img == color, axis=2))
-        out.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
-    return out
 
 
 def yolo_boxes_px(label: Path, image: Path, names: list[str]) -> list[tuple[str, float, float, float, float]]:
@@ -81,7 +60,7 @@ def coco_export(root: Path, polygons: bool = False) -> Path:
     for split, scenes in SCENES.items():
         images, anns = [], []
         for img_id, (name, objects) in enumerate(scenes):
-            render(root / split / name, objects)
+            render_scene(root / split / name, objects)
             images.append({"id": img_id, "file_name": name, "width": W, "height": H})
             for (cls, *_), (x1, y1, x2, y2) in zip(objects, boxes_from_pixels(root / split / name, len(objects))):
                 poly = [[x1, y1, x2, y1, x2, y2, x1, y2]] if polygons else []
@@ -126,16 +105,6 @@ def test_coco_unreadable_json_fails_naming_the_file_and_leaves_nothing(tmp_path)
 
 # ---- Roboflow <loc> JSONL ----------------------------------------------------------------------------
 
-def loc_suffix(path: Path, objects) -> str:
-    """PaliGemma's encoding: y_min, x_min, y_max, x_max in 1024 bins of height/width."""
-    parts = []
-    for (cls, *_), (x1, y1, x2, y2) in zip(objects, boxes_from_pixels(path, len(objects))):
-        ys = [min(round(v / H * 1024), 1023) for v in (y1, y2)]
-        xs = [min(round(v / W * 1024), 1023) for v in (x1, x2)]
-        parts.append(f"<loc{ys[0]:04d}><loc{xs[0]:04d}><loc{ys[1]:04d}><loc{xs[1]:04d}> {cls}")
-    return " ; ".join(parts)
-
-
 def jsonl_export(root: Path, flavour: str, images_dir: Path | None = None) -> Path:
     """Roboflow JSONL export; with images_dir the chat records name images by https URL instead."""
     root.mkdir(parents=True, exist_ok=True)
@@ -143,7 +112,7 @@ def jsonl_export(root: Path, flavour: str, images_dir: Path | None = None) -> Pa
         lines = []
         for name, objects in scenes:
             img = (images_dir or root) / name
-            render(img, objects)
+            render_scene(img, objects)
             prompt, answer = "detect Gun ; knife ; scissors", loc_suffix(img, objects)
             if flavour == "paligemma":
                 lines.append({"image": name, "prefix": prompt, "suffix": answer})
@@ -196,7 +165,7 @@ def test_missing_remote_image_is_an_error_naming_it(tmp_path):
 
 
 def test_embedded_data_uri_images_are_written_out(tmp_path):
-    render(tmp_path / "img.png", [("knife", 20, 10, 100, 50)])
+    render_scene(tmp_path / "img.png", [("knife", 20, 10, 100, 50)])
     uri = "data:image/png;base64," + base64.b64encode((tmp_path / "img.png").read_bytes()).decode()
     rec = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": uri}}]},
                         {"role": "assistant", "content": [{"type": "text",
@@ -217,7 +186,7 @@ def test_embedded_data_uri_images_are_written_out(tmp_path):
     ("<loc0100><loc0200><loc0300><loc1024> knife", "0..1023"),
 ])
 def test_malformed_loc_answers_are_errors_with_file_and_line(tmp_path, suffix, message):
-    render(tmp_path / "export/a.jpg", [])
+    render_scene(tmp_path / "export/a.jpg", [])
     (tmp_path / "export/x.test.jsonl").write_text(json.dumps({"image": "a.jpg", "prefix": "", "suffix": ""})
                                                   + "\n" + json.dumps({"image": "a.jpg", "prefix": "",
                                                                        "suffix": suffix}) + "\n")
@@ -233,7 +202,7 @@ def test_paligemma_segmentation_tokens_after_a_box_are_ignored():
 def test_jsonl_class_order_is_roboflows_case_insensitive_sort_which_gives_the_luggage_list(tmp_path):
     luggage = ["blade", "Cans", "CartonDrinks", "dagger", "GlassBottle", "knife", "PlasticBottle", "scissors",
                "SprayCans", "SwissArmyKnife", "Tin", "VacuumCup"]
-    render(tmp_path / "export/a.jpg", [])
+    render_scene(tmp_path / "export/a.jpg", [])
     prompt = "detect " + " ; ".join(reversed(luggage))
     (tmp_path / "export/_annotations.train.jsonl").write_text(
         json.dumps({"image": "a.jpg", "prefix": prompt, "suffix": "<loc0000><loc0000><loc0512><loc0512> Tin"}))

@@ -3,7 +3,6 @@ import json
 import os
 import pty
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
