@@ -69,5 +69,6 @@ def _compare_groups(args: argparse.Namespace, runs) -> int:
     if args.markdown:
         note(compare.write_markdown(args.markdown, columns, rows))
     if args.plot:
-        note(groups.forest_plot(grouped, args.by, reference, objective, args.plot / f"forest_{args.by}.png"))
+        name = args.by.replace("/", "_")  # a config-group key (claim/base) names a file, not a folder
+        note(groups.forest_plot(grouped, args.by, reference, objective, args.plot / f"forest_{name}.png"))
     return 0
