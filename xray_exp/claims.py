@@ -357,9 +357,7 @@ class Outcome:
     jobs: list[Job]        # every (claim, seed) of the selection
     ran: list[Job]         # the ones this call ran (0 when everything was finished)
     finished: list[Job]    # of jobs, those with a finished run afterwards
-    notes: list[str]       # claims left out of the default selection, and why
     command: list[str]     # the plain `python -m xray_exp` arguments of the whole grid
-    codes: list[int]       # exit codes of the processes started
 
 
 def run(out: str | Path, seeds: int, claims: Sequence[Claim] | None, overrides: Sequence[str],
@@ -378,13 +376,14 @@ def run(out: str | Path, seeds: int, claims: Sequence[Claim] | None, overrides: 
         log.info(line)
     if dry_run:
         state = scan(out, overrides)
-        return Outcome(jobs, [], [j for j in jobs if j in state.finished], notes, command, [])
+        return Outcome(jobs, [], [j for j in jobs if j in state.finished], command)
     with locked(out):
         state = scan(out, overrides)
         todo = plan(chosen, seeds, state)
         log.info(f"{len(chosen)} claims x {seeds} seeds = {len(jobs)} runs in {out}: "
                  f"{len(jobs) - len(todo)} finished, {len(todo)} to run")
         move_aside(out, todo, state)
-        codes = launch(batches(todo, workers), overrides, out, workers) if todo else []
+        if todo:
+            launch(batches(todo, workers), overrides, out, workers)  # a failed run shows in its metrics.json
         after = scan(out, overrides)
-    return Outcome(jobs, todo, [j for j in jobs if j in after.finished], notes, command, codes)
+    return Outcome(jobs, todo, [j for j in jobs if j in after.finished], command)
