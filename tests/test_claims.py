@@ -279,14 +279,17 @@ def test_claims_run_with_seeds_compare_by_claim_and_resume(synthetic_data, tmp_p
     assert "6 runs: 0 ran now, 6 finished" in again.stdout
     assert {n: (out / n / "results.csv").stat().st_mtime_ns for n in names} == csvs
 
-    # A failed run is redone in a clean folder; its old folder is kept aside; nothing else trains.
-    failed = out / "claim=batch,seed=1"
-    record = json.loads((failed / "metrics.json").read_text())
-    (failed / "metrics.json").write_text(json.dumps({**record, "stop_reason": "failed", "value": None}))
+    # A failed run and one stopped by Ctrl-C (its metrics.json holds only the best so far) are redone in
+    # clean folders; their old folders are kept aside; nothing else trains.
+    redo = {out / "claim=batch,seed=1": "failed", out / "claim=baseline,seed=0": "interrupted"}
+    for folder, reason in redo.items():
+        record = json.loads((folder / "metrics.json").read_text())
+        (folder / "metrics.json").write_text(json.dumps({**record, "stop_reason": reason}))
     third = run_cli(*args)
     assert third.returncode == 0, third.stderr[-3000:]
-    assert "6 runs: 1 ran now, 6 finished" in third.stdout
-    assert len(list((out / ".retried").iterdir())) == 1
-    assert len((failed / "results.csv").read_text().splitlines()) == 2  # header + 1 epoch, not appended
-    assert {n: (out / n / "results.csv").stat().st_mtime_ns for n in names - {failed.name}} == \
-        {n: t for n, t in csvs.items() if n != failed.name}
+    assert "6 runs: 2 ran now, 6 finished" in third.stdout
+    assert len(list((out / ".retried").iterdir())) == 2
+    for folder in redo:
+        assert len((folder / "results.csv").read_text().splitlines()) == 2  # header + 1 epoch, not appended
+    kept = names - {f.name for f in redo}
+    assert {n: (out / n / "results.csv").stat().st_mtime_ns for n in kept} == {n: csvs[n] for n in kept}

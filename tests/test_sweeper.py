@@ -262,7 +262,7 @@ def crafted_study(tmp_path_factory) -> Iterator[tuple[str, Path]]:
         yield storage, marker
 
 
-@pytest.mark.parametrize("number, name", enumerate(CRAFTED_PRUNERS))
+@pytest.mark.parametrize("number, name", list(enumerate(CRAFTED_PRUNERS)))
 def test_a_crafted_pruner_attribute_is_refused_and_runs_nothing(crafted_study, number, name):
     """Jobs build the pruner named in their trial's attribute: only allowed classes with plain keyword values
     are built (Hydra's instantiate, used before, made the folder)."""

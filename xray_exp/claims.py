@@ -9,7 +9,7 @@ Hydra grid and this module make the same folders:
         'hydra.job.config.override_dirname.exclude_keys=[<each override key>]'
 
 What this module adds to that command: it runs only the jobs that have no finished run yet (a
-folder whose metrics.json says anything but failed); a failed or interrupted run's folder is moved
+folder whose metrics.json says anything but failed or interrupted); such a run's folder is moved
 to `<out>/.retried/` first, because Ultralytics appends to an existing results.csv. It refuses
 overrides that would erase a claim (an `epochs=` override sets every claim's epochs, so `schedule`
 would equal `baseline`), and a folder holding runs made with other overrides. With `workers` > 1
@@ -38,8 +38,9 @@ REFERENCE = "baseline"
 # Display order of the options of conf/claim/ (any other option there follows, alphabetically).
 ORDER = ("baseline", "optimizer", "sgd", "lr", "batch", "warmup", "augmentation", "dropout", "schedule", "data",
          "path_a", "labels_transposed")
-# Runs whose folder is redone: a run that failed (metrics.json says so) or never finished (no metrics.json).
-RETRY_REASONS = ("failed",)
+# Runs whose folder is redone: a run that failed, one stopped by Ctrl-C/SIGTERM (its metrics.json holds only
+# the best so far) or one that never wrote metrics.json (killed hard).
+RETRY_REASONS = ("failed", "interrupted")
 RETRIED_DIR = ".retried"  # hidden: compare skips hidden folders
 LOCK_FILE = ".claims.lock"
 # Overrides the command sets itself.
