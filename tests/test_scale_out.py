@@ -26,7 +26,8 @@ from xray_exp.data.synthetic import build_dataset
 from xray_exp.data.yolo import load_data_yaml, write_data_yaml
 from xray_exp.errors import XrayExpError
 from xray_exp.study import OWNER_ATTR
-from xray_exp.sweep_workers import SLURM_LAUNCHER, WorkerSpec, plan_workers, start_worker
+from xray_exp.study import SLURM_LAUNCHER
+from xray_exp.sweep_workers import WorkerSpec, plan_workers, start_worker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -10,6 +10,8 @@ that do these live in this module and nowhere else.
 import os
 from typing import Any
 
+from xray_exp.errors import XrayExpError
+
 STORAGE_FILE = "study.db"  # default storage: SQLite in the sweep folder
 TRIALS_FILE = "trials.csv"  # one row per trial, rewritten after every trial
 BEST_FILE = "best.yaml"     # the best COMPLETE trial: number, value, params, run folder
@@ -97,3 +99,20 @@ def stale_trial_numbers(study: Any) -> list[int]:
     fail_stale_trials, without failing them, so the caller can record why before it does."""
     storage = getattr(study._storage, "_backend", study._storage)
     return sorted(storage.get_trial(tid).number for tid in storage._get_stale_trial_ids(study._study_id))
+
+
+# hydra-submitit-launcher's SLURM launcher: each trial is a SLURM job on a node SLURM picks.
+SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+
+
+def check_storage(storage: str, launcher: str, multi_host: bool = False) -> None:
+    """Trials on several hosts (the SLURM launcher, or --multi-host) need a database server: SQLite on a
+    network file system corrupts. Checked by `xray-exp sweep` and by the sweeper itself (`python -m xray_exp -m`)."""
+    if not is_sqlite(storage):
+        return
+    if launcher == SLURM_LAUNCHER:
+        raise XrayExpError(f"SLURM trials run on other nodes and cannot share SQLite ({storage}): "
+                           "set hydra.sweeper.storage=postgresql://... (a server every node reaches)")
+    if multi_host:
+        raise XrayExpError(f"--multi-host needs a database server, not SQLite ({storage}), which corrupts on "
+                           "a network file system: set hydra.sweeper.storage=postgresql://...")

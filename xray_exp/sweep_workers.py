@@ -6,7 +6,7 @@ trains on, and the line the console shows for every trial they finish.
   `WorkerSpec` per worker. It is pure (the device count is an argument), so GPU plans are testable
   on a machine without one.
 - `compose_sweep` reads what the workers must share (study, sweep folder, storage, seed, launcher)
-  from the composed config, and `check_storage` refuses SQLite when trials run on several hosts.
+  from the composed config (xray_exp.study.check_storage refuses SQLite when trials run on several hosts).
 - `run_workers` starts the workers, waits for them and logs one line per finished trial.
 
 Workers never coordinate with each other: each is an xray_optuna sweep process with n_jobs=1 that
@@ -23,15 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from xray_exp.errors import XrayExpError
-from xray_exp.study import OWNER_ATTR, TRIALS_FILE, default_storage, is_sqlite
+from xray_exp.study import OWNER_ATTR, SLURM_LAUNCHER, TRIALS_FILE, default_storage
 
 log = logging.getLogger(__name__)
 
 SEED_STRIDE = 10007  # worker k samples with seed + k * stride: workers do not repeat each other's draws
 CPU_WORKERS = 2      # --workers default on a machine without CUDA
 POLL_S = 2.0         # how often the parent reads the study for finished trials
-# hydra-submitit-launcher's SLURM launcher: each trial is a SLURM job on a node SLURM picks.
-SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 
 
 @dataclass(frozen=True)
@@ -140,19 +138,6 @@ def compose_sweep(overrides: list[str]) -> Sweep:
     sweep_dir = Path(cfg.hydra.sweep.dir).resolve()
     return Sweep(study_name=sweeper.study_name, dir=sweep_dir, storage=sweeper.storage or default_storage(sweep_dir),
                  seed=sweeper.sampler.get("seed"), launcher=cfg.hydra.launcher.get("_target_", ""))
-
-
-def check_storage(storage: str, launcher: str, multi_host: bool = False) -> None:
-    """Trials on several hosts (the SLURM launcher, or --multi-host) need a database server: SQLite on a
-    network file system corrupts. The sweeper checks it too, for `python -m xray_exp -m` without this CLI."""
-    if not is_sqlite(storage):
-        return
-    if launcher == SLURM_LAUNCHER:
-        raise XrayExpError(f"SLURM trials run on other nodes and cannot share SQLite ({storage}): "
-                           "set hydra.sweeper.storage=postgresql://... (a server every node reaches)")
-    if multi_host:
-        raise XrayExpError(f"--multi-host needs a database server, not SQLite ({storage}), which corrupts on "
-                           "a network file system: set hydra.sweeper.storage=postgresql://...")
 
 
 def worker_command(sweep: Sweep, overrides: list[str], spec: WorkerSpec) -> list[str]:

@@ -47,9 +47,8 @@ from xray_exp.errors import Terminated, XrayExpError
 from xray_exp.files import write_text
 from xray_exp.run.run_folder import read_metrics
 from xray_exp.run.trial_hook import start_heartbeat
-from xray_exp.sweep_workers import check_storage
 from xray_exp.study import (BEST_FILE, HEARTBEAT_ATTR, OPTIMIZATION_RESULTS_FILE, OWNER_ATTR, PRUNER_ATTR,
-                            TRIALS_FILE, default_storage, distribution_contains, fix_trial_params, is_sqlite,
+                            TRIALS_FILE, check_storage, default_storage, distribution_contains, fix_trial_params, is_sqlite,
                             open_storage, set_trial_user_attrs, stale_trial_numbers)
 
 log = logging.getLogger(__name__)

@@ -37,20 +37,16 @@ def register(subparsers) -> None:
                                           "case, every label id is remapped, file names get the source's "
                                           "name as prefix.")
     p.add_argument("data_yamls", nargs="+", type=Path, metavar="SRC_DATA_YAML")
-    p.add_argument("--out", required=True, type=Path, help="output dataset folder")
     p.add_argument("--alias", type=Path, help="YAML mapping synonym: canonical class name")
-    p.add_argument("--copy", action="store_true", help="copy images instead of hard-linking them")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    _output_options(p)
     p.set_defaults(func=_merge)
 
     p = subparsers.add_parser("convert", help="convert a Roboflow COCO or <loc> JSONL export to YOLO")
     p.add_argument("src", type=Path, metavar="SRC", help="export folder")
     p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--out", required=True, type=Path, help="output dataset folder")
     p.add_argument("--images", type=Path, help="folder holding the images that JSONL records name by URL")
-    p.add_argument("--copy", action="store_true", help="copy images instead of hard-linking them")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    _output_options(p)
     p.set_defaults(func=_convert)
 
     p = subparsers.add_parser("audit", help="check every label and image of a YOLO dataset",
@@ -76,10 +72,16 @@ def register(subparsers) -> None:
     p.add_argument("data_yaml", type=Path, metavar="SRC_DATA_YAML")
     p.add_argument("--mistake", required=True, help="transposed, flipped-vertically, flipped-horizontally, "
                    "shifted-half-a-box-up-left, ... (names as the audit reports them)")
-    p.add_argument("--out", required=True, type=Path, help="output dataset folder")
-    p.add_argument("--copy", action="store_true", help="copy images instead of hard-linking them")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    _output_options(p)
     p.set_defaults(func=_mislabel)
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    """--out, --copy and --force: the same for every action that writes a dataset from others."""
+    p.add_argument("--out", required=True, type=Path, help="output dataset folder (never inside, equal to or "
+                                                           "holding an input)")
+    p.add_argument("--copy", action="store_true", help="copy images instead of hard-linking them")
+    p.add_argument("--force", action="store_true", help="replace an earlier output folder")
 
 
 def _mislabel(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ hydra.sweeper.storage (a database server) adds their workers to the same search.
 import os
 
 from xray_exp import sweep_workers
+from xray_exp.study import check_storage
 
 
 def register(subparsers) -> None:
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
 
 def handle(args) -> int:
     sweep = sweep_workers.compose_sweep(args.overrides)
-    sweep_workers.check_storage(sweep.storage, sweep.launcher, args.multi_host)
+    check_storage(sweep.storage, sweep.launcher, args.multi_host)
     unpinned = args.workers is not None or sweep.slurm  # no GPU to pick here: skip torch's import and CUDA probe
     specs = sweep_workers.plan_workers(args.gpus, args.per_gpu, args.workers,
                                        0 if unpinned else sweep_workers.cuda_device_count(),

@@ -70,11 +70,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> RunResult:
         log.warning(f"interrupted by {signal_name} after {record['epochs_completed']} epochs "
                     f"(best {cfg.get('objective')}={record['value']!r}) -> {run_dir}")
         raise
-    except XrayExpError as e:
-        write_metrics(run_dir, progress.ended("failed", str(e)))  # compare lists it as failed, with why
-        raise
-    except Exception as e:
-        write_metrics(run_dir, progress.ended("failed", f"{type(e).__name__}: {e}"))
+    except Exception as e:  # compare lists it as failed, with why (our own errors need no type name)
+        reason = str(e) if isinstance(e, XrayExpError) else f"{type(e).__name__}: {e}"
+        write_metrics(run_dir, progress.ended("failed", reason))
         raise
 
 
