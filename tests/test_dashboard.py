@@ -59,7 +59,14 @@ def served(tiny_overrides, tmp_path_factory):
             during |= set(api_trials(study_url))
             time.sleep(0.5)
         assert resumed.returncode == 0, log.read_text()[-3000:]
-        yield sweep_dir, study_url, during, api_trials(study_url)
+        # optuna-dashboard caches a study's trials for 2-10 s (optuna_dashboard/_storage.py): the end of
+        # trial 2 shows within that, not at once.
+        deadline = time.monotonic() + 30
+        after = api_trials(study_url)
+        while any(state == "Running" for _, state in after) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            after = api_trials(study_url)
+        yield sweep_dir, study_url, during, after
     finally:
         server.terminate()
         server.wait(timeout=30)
